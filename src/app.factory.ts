@@ -1,0 +1,65 @@
+import { NotFoundException, RequestMethod, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NextFunction, Request, Response } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import { AppModule, type AppModuleOptions } from './app.module';
+import { createHttpLogger, PinoNestLogger } from './common/logging';
+import { ProblemDetailsFilter } from './common/problem-details.filter';
+import { createValidationPipe } from './common/validation';
+import type { AppConfig } from './config/app-config';
+
+export const API_PREFIX = 'api/v1';
+
+const EXPOSED_HEADERS = [
+  'X-Request-Id',
+  'Retry-After',
+  'X-Quota-Limit',
+  'X-Quota-Remaining',
+  'X-Quota-Reset',
+  'Idempotent-Replayed',
+  'X-Cache',
+];
+
+function configureHttp(app: NestExpressApplication, config: AppConfig, logger: Logger): void {
+  app.set('trust proxy', config.trustProxyHops);
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // Order matters: the request id and access log come first so that every response, including
+  // body-parser refusals, carries X-Request-Id and is logged.
+  app.use(createHttpLogger(logger));
+  app.use(helmet());
+  if (config.corsOrigins.length > 0) {
+    app.enableCors({
+      origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
+      methods: ['GET', 'POST', 'PATCH', 'DELETE'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-Request-Id'],
+      exposedHeaders: EXPOSED_HEADERS,
+      maxAge: 600,
+    });
+  }
+  app.useBodyParser('json', { limit: config.bodyLimitBytes, strict: true });
+  app.setGlobalPrefix(API_PREFIX, { exclude: [{ path: 'metrics', method: RequestMethod.GET }] });
+  app.useGlobalPipes(createValidationPipe());
+}
+
+/** Builds the HTTP application; main.ts and the tests share it so tests run the real wiring. */
+export async function createApp(
+  config: AppConfig,
+  logger: Logger,
+  extraModules: AppModuleOptions['extraModules'] = [],
+): Promise<INestApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, logger, extraModules }), {
+    bodyParser: false,
+    logger: new PinoNestLogger(logger),
+    abortOnError: false,
+  });
+  configureHttp(app, config, logger);
+  await app.init();
+  // Paths outside the API prefix, and errors raised before Nest's router, still get problem+json.
+  const filter = new ProblemDetailsFilter(logger);
+  app.use((req: Request, res: Response) => filter.handle(new NotFoundException(), req, res));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => filter.handle(err, req, res));
+  return app;
+}

@@ -1,0 +1,56 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from './common/logger.token';
+import { ProblemDetailsFilter } from './common/problem-details.filter';
+import { AppConfig } from './config/app-config';
+import { ConfigModule } from './config/config.module';
+import { buildDataSourceOptions } from './database/data-source-options';
+import { HealthModule } from './health/health.module';
+import { RedisModule } from './redis/redis.module';
+
+@Global()
+@Module({})
+class LoggingModule {
+  static forRoot(logger: Logger): DynamicModule {
+    return {
+      module: LoggingModule,
+      providers: [{ provide: ROOT_LOGGER, useValue: logger }],
+      exports: [ROOT_LOGGER],
+    };
+  }
+}
+
+export interface AppModuleOptions {
+  readonly config: AppConfig;
+  readonly logger: Logger;
+  /** Extra modules mounted beside the product's own (used by tests to probe shared plumbing). */
+  readonly extraModules?: DynamicModule['imports'];
+}
+
+@Module({})
+export class AppModule {
+  static forRoot({ config, logger, extraModules = [] }: AppModuleOptions): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggingModule.forRoot(logger),
+        TypeOrmModule.forRootAsync({
+          useFactory: () => ({
+            ...buildDataSourceOptions(config.database, config.migrationsRun),
+            // A database that is down at boot gets a few tries, then the process exits and the
+            // orchestrator restarts it; readiness covers outages after boot.
+            retryAttempts: 5,
+            retryDelay: 2000,
+          }),
+        }),
+        RedisModule,
+        HealthModule,
+        ...extraModules,
+      ],
+      providers: [{ provide: APP_FILTER, useFactory: () => new ProblemDetailsFilter(logger) }],
+    };
+  }
+}

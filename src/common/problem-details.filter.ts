@@ -1,0 +1,144 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import type { Logger } from 'pino';
+import { AppError, type FieldError } from './app-error';
+import { isDatabaseUnavailable } from './database-errors';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+export const PROBLEM_TYPE_BASE = 'urn:quota-service:problem:';
+
+interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  errors?: readonly FieldError[];
+  request_id: string;
+  [extension: string]: unknown;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+const CODE_BY_HTTP_STATUS: Record<number, string> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  422: 'validation_failed',
+  429: 'rate_limited',
+  503: 'service_unavailable',
+};
+
+const DATABASE_RETRY_AFTER_SECONDS = 5;
+
+/** Body-parser errors arrive wrapped by the HTTP adapter; their `type` says what went wrong. */
+function bodyParserProblem(exception: HttpException): AppError | undefined {
+  const cause = exception.cause as { type?: string } | undefined;
+  switch (cause?.type) {
+    case 'entity.parse.failed':
+      return new AppError('malformed_json', 'The request body is not valid JSON.');
+    case 'entity.too.large':
+      return new AppError('payload_too_large', 'The request body is larger than this endpoint accepts.');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new AppError('unsupported_media_type', 'The request body encoding is not supported.');
+    default:
+      return undefined;
+  }
+}
+
+function fromHttpException(exception: HttpException): AppError {
+  const parsed = bodyParserProblem(exception);
+  if (parsed) return parsed;
+  const status = exception.getStatus();
+  const response = exception.getResponse();
+  const message =
+    typeof response === 'object' && response !== null && 'message' in response
+      ? (response as { message: unknown }).message
+      : response;
+  let detail = typeof message === 'string' ? message : (TITLES[status] ?? 'Request failed');
+  if (status === 404) detail = 'No such route.';
+  return new AppError(CODE_BY_HTTP_STATUS[status] ?? (status >= 500 ? 'internal_error' : 'bad_request'), detail, {
+    status,
+  });
+}
+
+/** Maps any thrown value to the AppError the client will see; unexpected ones are logged. */
+export function toAppError(exception: unknown, log: Logger, requestId: string): AppError {
+  if (exception instanceof AppError) {
+    if (exception.status >= 500) log.error({ err: exception }, exception.code);
+    return exception;
+  }
+  if (exception instanceof HttpException) return fromHttpException(exception);
+  if (isDatabaseUnavailable(exception)) {
+    log.error({ err: exception }, 'database unavailable');
+    return new AppError('database_unavailable', 'The database is unavailable; try again shortly.', {
+      retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+    });
+  }
+  log.error({ err: exception }, 'unhandled error');
+  return new AppError(
+    'internal_error',
+    `An unexpected error occurred. Quote request id ${requestId} when reporting it.`,
+  );
+}
+
+export function sendProblem(res: Response, error: AppError, requestId: string): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const problem: Problem = {
+    type: `${PROBLEM_TYPE_BASE}${error.code}`,
+    title: TITLES[error.status] ?? 'Error',
+    status: error.status,
+    detail: error.detail,
+    code: error.code,
+    ...(error.options.extensions ?? {}),
+    ...(error.options.errors ? { errors: error.options.errors } : {}),
+    request_id: requestId,
+  };
+  for (const [name, value] of Object.entries(error.options.headers ?? {})) res.setHeader(name, value);
+  const retryAfter = error.options.retryAfterSeconds;
+  if (retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
+  res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+}
+
+type LoggedRequest = Request & { log?: Logger };
+
+/**
+ * Turns every error into RFC 9457 problem+json. Internal details (stack, SQL, driver names) are
+ * logged with the request id and never sent to the client.
+ */
+@Catch()
+export class ProblemDetailsFilter implements ExceptionFilter {
+  constructor(private readonly logger: Logger) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    this.handle(exception, http.getRequest<LoggedRequest>(), http.getResponse<Response>());
+  }
+
+  handle(exception: unknown, req: LoggedRequest, res: Response): void {
+    const requestId = String(req.id ?? res.getHeader('X-Request-Id') ?? '');
+    sendProblem(res, toAppError(exception, req.log ?? this.logger, requestId), requestId);
+  }
+}

@@ -1,0 +1,145 @@
+import { ConfigError, loadConfig } from './app-config';
+
+const STRONG_SECRET = 'Zx8#kq2!Lm9@Vb4$Np7%Rt1^Wy6&Hs3*Jd5(Gf0)';
+
+function expectConfigError(env: Record<string, string>, variable: string, fragment?: RegExp): void {
+  let caught: unknown;
+  try {
+    loadConfig(env);
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(ConfigError);
+  expect((caught as ConfigError).variable).toBe(variable);
+  expect((caught as ConfigError).message.startsWith(`${variable}: `)).toBe(true);
+  if (fragment) expect((caught as ConfigError).message).toMatch(fragment);
+}
+
+describe('loadConfig', () => {
+  it('runs on the embedded database with sensible defaults when nothing is set', () => {
+    const config = loadConfig({}, () => 'generated-secret');
+    expect(config.database).toEqual({ kind: 'sqlite', path: 'data/quota.sqlite' });
+    expect(config.port).toBe(3000);
+    expect(config.role).toBe('all');
+    expect(config.redis).toBeUndefined();
+    expect(config.migrationsRun).toBe(true);
+    expect(config.jwt).toEqual({ secret: 'generated-secret', expiresInSeconds: 3600, secretGenerated: true });
+    expect(config.bodyLimitBytes).toBe(1024 * 1024);
+    expect(config.quota).toEqual({ statsTtlSeconds: 300, timezone: 'UTC' });
+    expect(config.trustProxyHops).toBe(0);
+    expect(config.corsOrigins).toEqual([]);
+  });
+
+  it('reads the seed names for MySQL and Redis', () => {
+    const config = loadConfig({
+      DB_CONNECTION: 'mysql',
+      DB_HOST: 'db.internal',
+      DB_PORT: '3307',
+      DB_DATABASE: 'production_db',
+      DB_USERNAME: 'production_user',
+      DB_PASSWORD: 'production_password',
+      REDIS_HOST: 'cache.internal',
+      REDIS_PORT: '6380',
+      REDIS_PASSWORD: 'pw',
+      REDIS_DB: '2',
+      REDIS_PREFIX: 'quota-eu',
+      APP_ENV: 'production',
+      APP_DEBUG: 'false',
+      APP_URL: 'https://quota.example.com',
+      LOG_LEVEL: 'error',
+      JWT_SECRET: STRONG_SECRET,
+      JWT_EXPIRES_IN: '15m',
+      CORS_ORIGINS: 'https://admin.example.com, https://ops.example.com',
+      TRUST_PROXY: '2',
+      BODY_LIMIT: '512kb',
+      THROTTLE_TTL: '30',
+      THROTTLE_LIMIT: '0',
+      THROTTLE_LOGIN_LIMIT: '5',
+      QUOTA_STATS_TTL: '120',
+      QUOTA_TIMEZONE: 'Europe/Berlin',
+      APP_ROLE: 'worker',
+      PORT: '8080',
+      ADMIN_EMAIL: 'root@example.com',
+      ADMIN_PASSWORD: 'a-long-admin-password',
+    });
+    expect(config.database).toEqual({
+      kind: 'mysql',
+      host: 'db.internal',
+      port: 3307,
+      database: 'production_db',
+      username: 'production_user',
+      password: 'production_password',
+      poolSize: 10,
+    });
+    expect(config.redis).toEqual({ host: 'cache.internal', port: 6380, password: 'pw', db: 2, prefix: 'quota-eu' });
+    expect(config.isProduction).toBe(true);
+    expect(config.migrationsRun).toBe(false);
+    expect(config.logLevel).toBe('error');
+    expect(config.jwt.expiresInSeconds).toBe(900);
+    expect(config.corsOrigins).toEqual(['https://admin.example.com', 'https://ops.example.com']);
+    expect(config.trustProxyHops).toBe(2);
+    expect(config.bodyLimitBytes).toBe(512 * 1024);
+    expect(config.bulkBodyLimitBytes).toBe(4 * 1024 * 1024);
+    expect(config.throttle).toEqual({ ttlSeconds: 30, limit: 0, loginLimit: 5 });
+    expect(config.quota).toEqual({ statsTtlSeconds: 120, timezone: 'Europe/Berlin' });
+    expect(config.role).toBe('worker');
+    expect(config.port).toBe(8080);
+    expect(config.bootstrapAdmin).toEqual({ email: 'root@example.com', password: 'a-long-admin-password' });
+  });
+
+  it('maps Laravel log levels onto pino levels', () => {
+    expect(loadConfig({ LOG_LEVEL: 'warning' }).logLevel).toBe('warn');
+    expect(loadConfig({ LOG_LEVEL: 'critical' }).logLevel).toBe('fatal');
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, 'PORT', /whole number/],
+    [{ PORT: '70000' }, 'PORT', /between/],
+    [{ DB_CONNECTION: 'postgres' }, 'DB_CONNECTION', /mysql/],
+    [{ DB_CONNECTION: 'mysql', DB_PORT: '0' }, 'DB_PORT', undefined],
+    [{ APP_ROLE: 'scheduler' }, 'APP_ROLE', /api, worker, all/],
+    [{ APP_DEBUG: 'maybe' }, 'APP_DEBUG', /true or false/],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', undefined],
+    [{ TRUST_PROXY: 'true' }, 'TRUST_PROXY', /hops/],
+    [{ TRUST_PROXY: '-1' }, 'TRUST_PROXY', /hops/],
+    [{ QUOTA_TIMEZONE: 'Mars/Olympus' }, 'QUOTA_TIMEZONE', /IANA/],
+    [{ QUOTA_STATS_TTL: '-5' }, 'QUOTA_STATS_TTL', undefined],
+    [{ JWT_EXPIRES_IN: 'forever' }, 'JWT_EXPIRES_IN', undefined],
+    [{ BODY_LIMIT: '10' }, 'BODY_LIMIT', undefined],
+    [{ CORS_ORIGINS: 'not an origin' }, 'CORS_ORIGINS', undefined],
+    [{ REDIS_HOST: 'localhost', REDIS_PREFIX: 'has space' }, 'REDIS_PREFIX', undefined],
+    [{ REDIS_HOST: 'localhost', REDIS_DB: '99' }, 'REDIS_DB', undefined],
+    [{ ADMIN_EMAIL: 'root@example.com' }, 'ADMIN_PASSWORD', /required/],
+    [{ ADMIN_PASSWORD: 'a-long-admin-password' }, 'ADMIN_EMAIL', /required/],
+    [{ ADMIN_EMAIL: 'root@example.com', ADMIN_PASSWORD: 'short' }, 'ADMIN_PASSWORD', /12/],
+    [{ APP_URL: 'ftp://x' }, 'APP_URL', undefined],
+  ])('refuses %j, naming %s', (env, variable, fragment) => {
+    expectConfigError(env as Record<string, string>, variable, fragment);
+  });
+
+  describe('in production', () => {
+    const production = { APP_ENV: 'production', JWT_SECRET: STRONG_SECRET };
+
+    it('requires JWT_SECRET', () => {
+      expectConfigError({ APP_ENV: 'production' }, 'JWT_SECRET', /required/);
+    });
+
+    it.each(['secret', 'changeme', 'your-secret-key', 'short-but-random-9f8a', 'a'.repeat(40)])(
+      'refuses the weak or default JWT_SECRET %s',
+      (secret) => {
+        expectConfigError({ APP_ENV: 'production', JWT_SECRET: secret }, 'JWT_SECRET');
+      },
+    );
+
+    it('requires the MySQL connection to be named explicitly', () => {
+      expectConfigError({ ...production, DB_CONNECTION: 'mysql' }, 'DB_HOST', /required/);
+      expectConfigError({ ...production, DB_CONNECTION: 'mysql', DB_HOST: 'db' }, 'DB_DATABASE', /required/);
+    });
+
+    it('does not run migrations at start-up unless asked to', () => {
+      const env = { ...production, DB_CONNECTION: 'mysql', DB_HOST: 'db', DB_DATABASE: 'q', DB_USERNAME: 'u' };
+      expect(loadConfig(env).migrationsRun).toBe(false);
+      expect(loadConfig({ ...env, DB_MIGRATE_ON_START: 'true' }).migrationsRun).toBe(true);
+    });
+  });
+});

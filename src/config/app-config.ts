@@ -1,0 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import { parseByteSize, parseDuration } from './units';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type AppRole = 'api' | 'worker' | 'all';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface EmbeddedDatabaseConfig {
+  readonly kind: 'sqlite';
+  readonly path: string;
+}
+
+export interface MysqlDatabaseConfig {
+  readonly kind: 'mysql';
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly username: string;
+  readonly password: string;
+  readonly poolSize: number;
+}
+
+export type DatabaseConfig = EmbeddedDatabaseConfig | MysqlDatabaseConfig;
+
+export interface RedisConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly password: string | undefined;
+  readonly db: number;
+  /** Namespace for every key this deployment writes, so several deployments can share one Redis. */
+  readonly prefix: string;
+}
+
+/** The whole runtime configuration, read once from the environment and validated at boot. */
+export class AppConfig {
+  readonly env!: string;
+  readonly isProduction!: boolean;
+  readonly debug!: boolean;
+  readonly url!: string | undefined;
+  readonly host!: string;
+  readonly port!: number;
+  readonly role!: AppRole;
+  readonly logLevel!: LogLevel;
+  readonly database!: DatabaseConfig;
+  /** Apply pending migrations at start-up (embedded default, and any non-production env). */
+  readonly migrationsRun!: boolean;
+  readonly redis!: RedisConfig | undefined;
+  readonly jwt!: { readonly secret: string; readonly expiresInSeconds: number; readonly secretGenerated: boolean };
+  readonly corsOrigins!: readonly string[];
+  readonly trustProxyHops!: number;
+  readonly bodyLimitBytes!: number;
+  readonly bulkBodyLimitBytes!: number;
+  readonly throttle!: { readonly ttlSeconds: number; readonly limit: number; readonly loginLimit: number };
+  readonly quota!: { readonly statsTtlSeconds: number; readonly timezone: string };
+  readonly bootstrapAdmin!: { readonly email: string; readonly password: string } | undefined;
+  readonly shutdown!: { readonly drainDelayMs: number; readonly timeoutMs: number };
+
+  constructor(values: AppConfig) {
+    Object.assign(this, values);
+    Object.freeze(this);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS: Record<string, LogLevel> = {
+  fatal: 'fatal',
+  emergency: 'fatal',
+  alert: 'fatal',
+  critical: 'fatal',
+  error: 'error',
+  warning: 'warn',
+  warn: 'warn',
+  notice: 'info',
+  info: 'info',
+  debug: 'debug',
+  trace: 'trace',
+  silent: 'silent',
+};
+
+/** Secrets that ship in examples and tutorials; a production deployment must never run with one. */
+const KNOWN_DEFAULT_SECRETS = new Set([
+  'secret',
+  'changeme',
+  'change-me',
+  'jwt_secret',
+  'jwt-secret',
+  'your-secret-key',
+  'your_jwt_secret',
+  'replace-with-a-long-random-secret-of-at-least-32-characters',
+]);
+const MIN_PRODUCTION_SECRET_LENGTH = 32;
+
+class EnvReader {
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    if (value === undefined) return undefined;
+    const trimmed = value.trim();
+    return trimmed === '' ? undefined : trimmed;
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  required(name: string): string {
+    const value = this.raw(name);
+    if (value === undefined) throw new ConfigError(name, 'is required');
+    return value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!/^-?\d+$/.test(value)) throw new ConfigError(name, `must be a whole number, got "${value}"`);
+    const parsed = Number(value);
+    if (parsed < min || parsed > max) {
+      throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+    }
+    return parsed;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    throw new ConfigError(name, `must be true or false, got "${value}"`);
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${value}"`);
+    }
+    return value as T;
+  }
+
+  parsed<T>(name: string, fallback: T, parse: (value: string) => T | undefined, expected: string): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const result = parse(value);
+    if (result === undefined) throw new ConfigError(name, `must be ${expected}, got "${value}"`);
+    return result;
+  }
+}
+
+function readDatabase(read: EnvReader, isProduction: boolean): DatabaseConfig {
+  const connection = read.oneOf('DB_CONNECTION', ['mysql', 'mariadb', 'sqlite'], 'sqlite');
+  if (connection === 'sqlite') {
+    return { kind: 'sqlite', path: read.string('DB_DATABASE', 'data/quota.sqlite') };
+  }
+  const needed = (name: string, fallback: string): string =>
+    isProduction ? read.required(name) : read.string(name, fallback);
+  return {
+    kind: 'mysql',
+    host: needed('DB_HOST', '127.0.0.1'),
+    port: read.integer('DB_PORT', 3306, 1, 65535),
+    database: needed('DB_DATABASE', 'quota'),
+    username: needed('DB_USERNAME', 'root'),
+    password: read.raw('DB_PASSWORD') ?? '',
+    poolSize: read.integer('DB_POOL_SIZE', 10, 1, 500),
+  };
+}
+
+function readRedis(read: EnvReader): RedisConfig | undefined {
+  const host = read.raw('REDIS_HOST');
+  if (host === undefined) return undefined;
+  const prefix = read.string('REDIS_PREFIX', 'quota');
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
+    throw new ConfigError('REDIS_PREFIX', 'must be 1-64 characters of letters, digits, "_", ".", ":" or "-"');
+  }
+  return {
+    host,
+    port: read.integer('REDIS_PORT', 6379, 1, 65535),
+    password: read.raw('REDIS_PASSWORD'),
+    db: read.integer('REDIS_DB', 0, 0, 15),
+    prefix,
+  };
+}
+
+function readJwt(read: EnvReader, isProduction: boolean, randomSecret: () => string) {
+  const expiresInSeconds = read.parsed(
+    'JWT_EXPIRES_IN',
+    3600,
+    (v) => {
+      const seconds = parseDuration(v);
+      return seconds !== undefined && seconds >= 60 && seconds <= 7 * 86400 ? seconds : undefined;
+    },
+    'a duration between 60s and 7d such as 3600, 15m or 1h',
+  );
+  const secret = read.raw('JWT_SECRET');
+  if (secret === undefined) {
+    if (isProduction) throw new ConfigError('JWT_SECRET', 'is required in production');
+    return { secret: randomSecret(), expiresInSeconds, secretGenerated: true };
+  }
+  if (isProduction) {
+    if (KNOWN_DEFAULT_SECRETS.has(secret.toLowerCase())) {
+      throw new ConfigError('JWT_SECRET', 'is a published default value; set a long random secret');
+    }
+    if (secret.length < MIN_PRODUCTION_SECRET_LENGTH || new Set(secret).size < 10) {
+      throw new ConfigError(
+        'JWT_SECRET',
+        `is too weak for production; use at least ${MIN_PRODUCTION_SECRET_LENGTH} random characters`,
+      );
+    }
+  }
+  return { secret, expiresInSeconds, secretGenerated: false };
+}
+
+function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readCorsOrigins(read: EnvReader): string[] {
+  const value = read.raw('CORS_ORIGINS');
+  if (value === undefined) return [];
+  const origins = value
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  for (const origin of origins) {
+    if (origin !== '*' && !/^https?:\/\/[^\s/]+$/.test(origin)) {
+      throw new ConfigError('CORS_ORIGINS', `"${origin}" is not an origin like https://app.example.com or *`);
+    }
+  }
+  return origins;
+}
+
+function readBootstrapAdmin(read: EnvReader) {
+  const email = read.raw('ADMIN_EMAIL');
+  const password = read.raw('ADMIN_PASSWORD');
+  if (email === undefined && password === undefined) return undefined;
+  if (email === undefined) throw new ConfigError('ADMIN_EMAIL', 'is required when ADMIN_PASSWORD is set');
+  if (password === undefined) throw new ConfigError('ADMIN_PASSWORD', 'is required when ADMIN_EMAIL is set');
+  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new ConfigError('ADMIN_EMAIL', 'must be an email address');
+  if (password.length < 12) throw new ConfigError('ADMIN_PASSWORD', 'must be at least 12 characters');
+  return { email, password };
+}
+
+function readTrustProxy(read: EnvReader): number {
+  const value = read.raw('TRUST_PROXY');
+  if (value !== undefined && !/^\d+$/.test(value)) {
+    throw new ConfigError('TRUST_PROXY', `must be a number of proxy hops (0, 1, 2, ...), got "${value}"`);
+  }
+  return read.integer('TRUST_PROXY', 0, 0, 10);
+}
+
+/**
+ * Reads and validates the environment. Throws a ConfigError naming the first variable that is
+ * missing or wrong; nothing else in the service reads the environment.
+ */
+export function loadConfig(
+  env: Env,
+  randomSecret: () => string = () => randomBytes(48).toString('base64url'),
+): AppConfig {
+  const read = new EnvReader(env);
+  const appEnv = read.string('APP_ENV', 'local');
+  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(appEnv)) {
+    throw new ConfigError('APP_ENV', `must be a name such as production, staging, local or testing, got "${appEnv}"`);
+  }
+  const isProduction = appEnv === 'production';
+  const database = readDatabase(read, isProduction);
+  const bodyLimitBytes = read.parsed(
+    'BODY_LIMIT',
+    1024 * 1024,
+    (v) => {
+      const bytes = parseByteSize(v);
+      return bytes !== undefined && bytes >= 1024 && bytes <= 64 * 1024 * 1024 ? bytes : undefined;
+    },
+    'a size between 1kb and 64mb such as 1mb or 1048576',
+  );
+  const url = read.raw('APP_URL');
+  if (url !== undefined && !/^https?:\/\/\S+$/.test(url)) {
+    throw new ConfigError('APP_URL', `must be an http(s) URL, got "${url}"`);
+  }
+  const timezone = read.string('QUOTA_TIMEZONE', 'UTC');
+  if (!isValidTimeZone(timezone)) {
+    throw new ConfigError(
+      'QUOTA_TIMEZONE',
+      `must be an IANA time zone such as UTC or Europe/Berlin, got "${timezone}"`,
+    );
+  }
+
+  return new AppConfig({
+    env: appEnv,
+    isProduction,
+    debug: read.boolean('APP_DEBUG', false),
+    url,
+    host: read.string('HOST', '0.0.0.0'),
+    port: read.integer('PORT', 3000, 0, 65535),
+    role: read.oneOf('APP_ROLE', ['api', 'worker', 'all'], 'all'),
+    logLevel: read.parsed(
+      'LOG_LEVEL',
+      'info',
+      (v) => LOG_LEVELS[v.toLowerCase()],
+      `one of ${Object.keys(LOG_LEVELS).join(', ')}`,
+    ),
+    database,
+    migrationsRun: read.boolean('DB_MIGRATE_ON_START', database.kind === 'sqlite' || !isProduction),
+    redis: readRedis(read),
+    jwt: readJwt(read, isProduction, randomSecret),
+    corsOrigins: readCorsOrigins(read),
+    trustProxyHops: readTrustProxy(read),
+    bodyLimitBytes,
+    bulkBodyLimitBytes: Math.max(bodyLimitBytes, 4 * 1024 * 1024),
+    throttle: {
+      ttlSeconds: read.integer('THROTTLE_TTL', 60, 1, 86400),
+      limit: read.integer('THROTTLE_LIMIT', 600, 0, 1_000_000),
+      loginLimit: read.integer('THROTTLE_LOGIN_LIMIT', 10, 0, 10_000),
+    },
+    quota: {
+      statsTtlSeconds: read.integer('QUOTA_STATS_TTL', 300, 0, 86400),
+      timezone,
+    },
+    bootstrapAdmin: readBootstrapAdmin(read),
+    shutdown: {
+      drainDelayMs: read.integer('SHUTDOWN_DRAIN_DELAY_MS', 0, 0, 120_000),
+      timeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 25_000, 1000, 600_000),
+    },
+  });
+}

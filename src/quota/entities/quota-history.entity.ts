@@ -1,0 +1,48 @@
+import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
+
+export const HISTORY_REASONS = [
+  'initial_grant',
+  'consumption',
+  'refund',
+  'manual_adjustment',
+  'bulk_adjustment',
+  'periodic_reset',
+  'config_change',
+  'membership_change',
+] as const;
+export type HistoryReason = (typeof HISTORY_REASONS)[number];
+
+/** Append-only ledger: for every member, quota_balance equals the sum of its deltas. */
+@Entity('member_quota_history')
+export class QuotaHistory {
+  @PrimaryGeneratedColumn({ type: 'bigint' })
+  id!: string;
+
+  @Column({ name: 'member_id', type: 'bigint' })
+  memberId!: string;
+
+  @Column({ type: 'int' })
+  delta!: number;
+
+  @Column({ name: 'balance_after', type: 'int' })
+  balanceAfter!: number;
+
+  @Column({ type: 'varchar', length: 32 })
+  reason!: HistoryReason;
+
+  /** A user id, or "system" for scheduled work. */
+  @Column({ type: 'varchar', length: 64 })
+  actor!: string;
+
+  @Column({ name: 'operation_id', type: 'bigint', nullable: true })
+  operationId!: string | null;
+
+  @Column({ name: 'idempotency_key', type: 'varchar', length: 255, nullable: true })
+  idempotencyKey!: string | null;
+
+  @Column({ type: 'varchar', length: 500, nullable: true })
+  note!: string | null;
+
+  @CreateDateColumn({ name: 'created_at', type: 'datetime', precision: 3 })
+  createdAt!: Date;
+}

@@ -1,0 +1,60 @@
+import { Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { AppConfig, type RedisConfig } from '../config/app-config';
+import { ROOT_LOGGER } from '../common/logger.token';
+
+export function createRedisClient(config: RedisConfig, logger: Logger, name: string): Redis {
+  const client = new Redis({
+    host: config.host,
+    port: config.port,
+    password: config.password,
+    db: config.db,
+    connectionName: `quota-service:${name}`,
+    connectTimeout: 2000,
+    // Fail fast while Redis is away instead of queueing: callers decide how to degrade.
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  });
+  let lastLogged = 0;
+  client.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - lastLogged > 10_000) {
+      lastLogged = now;
+      logger.warn({ err: { message: err.message }, client: name }, 'redis connection error');
+    }
+  });
+  return client;
+}
+
+/** The shared Redis connection, or null when REDIS_HOST is not set (embedded mode). */
+@Injectable()
+export class RedisConnection implements OnApplicationShutdown {
+  readonly client: Redis | null;
+
+  constructor(config: AppConfig, @Inject(ROOT_LOGGER) logger: Logger) {
+    this.client = config.redis ? createRedisClient(config.redis, logger, 'main') : null;
+  }
+
+  async ping(timeoutMs: number): Promise<string> {
+    if (!this.client) throw new Error('redis is not configured');
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.client.ping(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  onApplicationShutdown(): void {
+    this.client?.disconnect();
+  }
+}
+
+@Global()
+@Module({ providers: [RedisConnection], exports: [RedisConnection] })
+export class RedisModule {}

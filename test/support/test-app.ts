@@ -1,0 +1,53 @@
+import type { INestApplication } from '@nestjs/common';
+import type { Server } from 'node:http';
+import { createApp } from '../../src/app.factory';
+import type { AppModuleOptions } from '../../src/app.module';
+import { createRootLogger } from '../../src/common/logging';
+import { AppConfig, loadConfig } from '../../src/config/app-config';
+import { createTestDatabase, redisServer, testDriver, uniqueSuffix, type TestDatabase } from './test-database';
+
+export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-every-check-0123456789';
+
+export interface TestApp {
+  readonly app: INestApplication;
+  readonly server: Server;
+  readonly config: AppConfig;
+  readonly database: TestDatabase;
+  close(): Promise<void>;
+}
+
+/** The environment a test service runs with: its own database and, on MySQL runs, Redis under its own prefix. */
+export function baseTestEnv(database: TestDatabase): Record<string, string> {
+  return {
+    APP_ENV: 'testing',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    JWT_SECRET: TEST_JWT_SECRET,
+    ...database.env,
+    ...(database.driver === 'mysql'
+      ? { REDIS_HOST: redisServer.host, REDIS_PORT: String(redisServer.port), REDIS_PREFIX: `test-${uniqueSuffix()}` }
+      : {}),
+  };
+}
+
+export interface StartOptions {
+  readonly env?: Record<string, string>;
+  readonly database?: TestDatabase;
+  readonly extraModules?: AppModuleOptions['extraModules'];
+}
+
+/** Boots the real application (same factory as main.ts) on a fresh database. */
+export async function startTestApp(options: StartOptions = {}): Promise<TestApp> {
+  const database = options.database ?? (await createTestDatabase(testDriver));
+  const config = loadConfig({ ...baseTestEnv(database), ...options.env });
+  const app = await createApp(config, createRootLogger(config), options.extraModules);
+  return {
+    app,
+    server: app.getHttpServer() as Server,
+    config,
+    database,
+    close: async () => {
+      await app.close();
+      if (!options.database) await database.drop();
+    },
+  };
+}

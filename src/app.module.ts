@@ -7,7 +7,11 @@ import { ProblemDetailsFilter } from './common/problem-details.filter';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { buildDataSourceOptions } from './database/data-source-options';
+import { AuditModule } from './audit/audit.module';
+import { AuthModule } from './auth/auth.module';
 import { HealthModule } from './health/health.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { QuotaModule } from './quota/quota.module';
 import { RedisModule } from './redis/redis.module';
 
 @Global()
@@ -47,7 +51,11 @@ export class AppModule {
           }),
         }),
         RedisModule,
+        MetricsModule,
         HealthModule,
+        AuditModule,
+        AuthModule,
+        QuotaModule,
         ...extraModules,
       ],
       providers: [{ provide: APP_FILTER, useFactory: () => new ProblemDetailsFilter(logger) }],

@@ -1,5 +1,4 @@
-import { Member } from '../quota/entities/member.entity';
-import { QuotaConfig } from '../quota/entities/quota-config.entity';
-import { QuotaHistory } from '../quota/entities/quota-history.entity';
+import { AUTH_ENTITIES } from '../auth/entities';
+import { QUOTA_ENTITIES } from '../quota/entities';
 
-export const ENTITIES = [QuotaConfig, Member, QuotaHistory];
+export const ENTITIES = [...QUOTA_ENTITIES, ...AUTH_ENTITIES];

@@ -1,4 +1,9 @@
 import { InitialSchema1763900000000 } from './1763900000000-InitialSchema';
+import { AUTH_MIGRATIONS } from './auth-migrations';
+import { QUOTA_MIGRATIONS } from './quota-migrations';
 
-/** Every migration, oldest first; listed here so the built service and the CLI need no file globbing. */
-export const MIGRATIONS = [InitialSchema1763900000000];
+/**
+ * Every migration; listed here so the built service and the CLI need no file globbing. TypeORM
+ * orders them by their timestamp.
+ */
+export const MIGRATIONS: Function[] = [InitialSchema1763900000000, ...AUTH_MIGRATIONS, ...QUOTA_MIGRATIONS];

@@ -1,0 +1,11 @@
+export const ROLES = ['admin', 'operator', 'service', 'member'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Who is calling, as established by the bearer token; passed explicitly from controllers to services. */
+export interface Principal {
+  readonly userId: string;
+  readonly email: string;
+  readonly role: Role;
+  /** Set for `member` users: the only member whose data the token can reach. */
+  readonly memberId: string | null;
+}

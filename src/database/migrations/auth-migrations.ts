@@ -1,0 +1,2 @@
+/** Migrations of the auth module (users, audit log). */
+export const AUTH_MIGRATIONS: Function[] = [];

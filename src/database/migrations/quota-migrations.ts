@@ -1,0 +1,2 @@
+/** Migrations of the quota module beyond the initial seed schema (idempotency keys, ledger guards). */
+export const QUOTA_MIGRATIONS: Function[] = [];

@@ -1,0 +1,5 @@
+import { Member } from './member.entity';
+import { QuotaConfig } from './quota-config.entity';
+import { QuotaHistory } from './quota-history.entity';
+
+export const QUOTA_ENTITIES: Function[] = [QuotaConfig, Member, QuotaHistory];

@@ -11,6 +11,8 @@ const REASONS = [
   'config_change',
   'membership_change',
 ];
+/** SQLite integers are 64-bit; the checks hold both drivers to MySQL's signed INT range. */
+const INT_MAX = 2147483647;
 const quoted = (values: string[]) => values.map((v) => `'${v}'`).join(', ');
 
 /** The seed's tables: quota configs per membership type, members and the quota history ledger. */
@@ -56,7 +58,7 @@ export class InitialSchema1763900000000 implements MigrationInterface {
       checks: [
         {
           name: 'chk_member_quota_config_max_quota',
-          expression: 'max_quota >= 0',
+          expression: `max_quota BETWEEN 0 AND ${INT_MAX}`,
         },
         {
           name: 'chk_member_quota_config_reset_period',
@@ -98,7 +100,7 @@ export class InitialSchema1763900000000 implements MigrationInterface {
           onUpdate: 'RESTRICT',
         },
       ],
-      checks: [{ name: 'chk_members_quota_balance', expression: 'quota_balance >= 0' }],
+      checks: [{ name: 'chk_members_quota_balance', expression: `quota_balance BETWEEN 0 AND ${INT_MAX}` }],
     });
 
     await d.createTable({
@@ -150,8 +152,9 @@ export class InitialSchema1763900000000 implements MigrationInterface {
       checks: [
         {
           name: 'chk_member_quota_history_balance_after',
-          expression: 'balance_after >= 0',
+          expression: `balance_after BETWEEN 0 AND ${INT_MAX}`,
         },
+        { name: 'chk_member_quota_history_delta', expression: `delta BETWEEN ${-INT_MAX - 1} AND ${INT_MAX}` },
         {
           name: 'chk_member_quota_history_reason',
           expression: `reason IN (${quoted(REASONS)})`,

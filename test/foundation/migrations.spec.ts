@@ -1,0 +1,106 @@
+import { DataSource } from 'typeorm';
+import { buildDataSourceOptions } from '../../src/database/data-source-options';
+import { MIGRATIONS } from '../../src/database/migrations';
+import { loadConfig } from '../../src/config/app-config';
+import { createTestDatabase, testDriver, type TestDatabase } from '../support/test-database';
+
+const SEED_TABLES = ['member_quota_config', 'members', 'member_quota_history'];
+
+describe(`migrations on ${testDriver}`, () => {
+  let database: TestDatabase;
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const config = loadConfig({ ...database.env, APP_ENV: 'testing' });
+    dataSource = new DataSource(buildDataSourceOptions(config.database, false));
+    await dataSource.initialize();
+  });
+  afterAll(async () => {
+    await dataSource.destroy();
+    await database.drop();
+  });
+
+  async function tables(): Promise<string[]> {
+    const runner = dataSource.createQueryRunner();
+    try {
+      const found: string[] = [];
+      for (const name of SEED_TABLES) if (await runner.hasTable(name)) found.push(name);
+      return found;
+    } finally {
+      await runner.release();
+    }
+  }
+
+  it('go up, all the way down, and up again', async () => {
+    expect(await dataSource.showMigrations()).toBe(true);
+
+    const applied = await dataSource.runMigrations();
+    expect(applied).toHaveLength(MIGRATIONS.length);
+    expect(await dataSource.showMigrations()).toBe(false);
+    expect(await tables()).toEqual(SEED_TABLES);
+
+    for (let i = 0; i < MIGRATIONS.length; i++) await dataSource.undoLastMigration();
+    expect(await tables()).toEqual([]);
+    expect(await dataSource.showMigrations()).toBe(true);
+
+    await dataSource.runMigrations();
+    expect(await tables()).toEqual(SEED_TABLES);
+    expect(await dataSource.showMigrations()).toBe(false);
+  });
+
+  it("creates the seed's indexes", async () => {
+    const runner = dataSource.createQueryRunner();
+    try {
+      const config = await runner.getTable('member_quota_config');
+      const history = await runner.getTable('member_quota_history');
+      const configIndexes = config!.indices.map((i) => i.name);
+      const historyIndexes = history!.indices.map((i) => i.name);
+      expect(configIndexes).toEqual(
+        expect.arrayContaining(['idx_member_quota_config_membership_type', 'idx_member_quota_config_is_active']),
+      );
+      expect(historyIndexes).toEqual(
+        expect.arrayContaining([
+          'idx_member_quota_history_member_id',
+          'idx_member_quota_history_reason',
+          'idx_member_quota_history_created_at',
+        ]),
+      );
+    } finally {
+      await runner.release();
+    }
+  });
+
+  it('enforces the schema rules in the database itself', async () => {
+    await dataSource.query(
+      "INSERT INTO member_quota_config (membership_type, max_quota, reset_period) VALUES ('regular', 50, 'monthly')",
+    );
+    await expect(
+      dataSource.query("INSERT INTO member_quota_config (membership_type, max_quota) VALUES ('regular', 10)"),
+    ).rejects.toThrow();
+    await expect(
+      dataSource.query("INSERT INTO member_quota_config (membership_type, max_quota) VALUES ('negative', -1)"),
+    ).rejects.toThrow();
+    await expect(
+      dataSource.query(
+        "INSERT INTO member_quota_config (membership_type, max_quota, reset_period) VALUES ('x', 1, 'hourly')",
+      ),
+    ).rejects.toThrow();
+
+    await dataSource.query(
+      "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('m-1', 'regular', 5)",
+    );
+    await expect(
+      dataSource.query(
+        "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('m-2', 'unknown', 5)",
+      ),
+    ).rejects.toThrow();
+    await expect(dataSource.query("UPDATE members SET quota_balance = -1 WHERE external_id = 'm-1'")).rejects.toThrow();
+    // Strict mode on MySQL: an out-of-range value is an error, never clipped.
+    await expect(
+      dataSource.query("UPDATE members SET quota_balance = 3000000000 WHERE external_id = 'm-1'"),
+    ).rejects.toThrow();
+    const [member] = await dataSource.query("SELECT quota_balance FROM members WHERE external_id = 'm-1'");
+    expect(Number(member.quota_balance)).toBe(5);
+  });
+});

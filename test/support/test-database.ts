@@ -7,7 +7,9 @@ import { createConnection } from 'mysql2/promise';
 export type TestDriver = 'mysql' | 'sqlite';
 
 /** The run's database mode: `DB_CONNECTION=mysql npm test` runs every suite on MariaDB. */
-export const testDriver: TestDriver = ['mysql', 'mariadb'].includes(process.env.DB_CONNECTION ?? '') ? 'mysql' : 'sqlite';
+export const testDriver: TestDriver = ['mysql', 'mariadb'].includes(process.env.DB_CONNECTION ?? '')
+  ? 'mysql'
+  : 'sqlite';
 
 export const mysqlServer = {
   host: process.env.DB_HOST ?? '127.0.0.1',

@@ -1,0 +1,54 @@
+import request from 'supertest';
+import { freePort, waitFor } from '../support/service-process';
+import { TcpProxy } from '../support/tcp-proxy';
+import { startTestApp, type TestApp } from '../support/test-app';
+import { createTestDatabase, mysqlServer, type TestDatabase } from '../support/test-database';
+
+describe('a database that goes away and comes back', () => {
+  let database: TestDatabase;
+  let proxy: TcpProxy;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('mysql');
+    proxy = new TcpProxy(await freePort(), { host: mysqlServer.host, port: mysqlServer.port });
+    await proxy.start();
+    t = await startTestApp({
+      database,
+      env: { ...database.env, DB_HOST: '127.0.0.1', DB_PORT: String(proxy.port) },
+    });
+  });
+  afterAll(async () => {
+    await t.close();
+    await proxy.stop();
+    await database.drop();
+  });
+
+  it('turns readiness to 503 within seconds, answers quickly, and recovers without a restart', async () => {
+    await request(t.server).get('/api/v1/health/ready').expect(200);
+
+    await proxy.stop();
+    const downSince = Date.now();
+    await waitFor(async () => (await request(t.server).get('/api/v1/health/ready')).status === 503, 5000);
+    expect(Date.now() - downSince).toBeLessThan(5000);
+
+    const started = Date.now();
+    const ready = await request(t.server).get('/api/v1/health/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.body.error.database).toMatchObject({ status: 'down', message: 'unreachable' });
+    expect(Date.now() - started).toBeLessThan(2500);
+
+    const seed = await request(t.server).get('/api/v1/health');
+    expect(seed.status).toBe(503);
+    expect(seed.body).toMatchObject({ status: 'unhealthy', database: 'disconnected', quota_system: 'degraded' });
+    expect(JSON.stringify(seed.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|3306/);
+
+    // Liveness never depends on the database, so the orchestrator does not restart the pod.
+    await request(t.server).get('/api/v1/health/live').expect(200);
+
+    await proxy.start();
+    await waitFor(async () => (await request(t.server).get('/api/v1/health/ready')).status === 200, 10_000);
+    const healthy = await request(t.server).get('/api/v1/health').expect(200);
+    expect(healthy.body).toMatchObject({ status: 'healthy', database: 'connected' });
+  });
+});

@@ -1,1 +1,2 @@
-export const AUTH_ENTITIES: Function[] = [];
+import type { EntityClass } from '../database/entity-class';
+export const AUTH_ENTITIES: EntityClass[] = [];

@@ -52,7 +52,7 @@ const DATABASE_RETRY_AFTER_SECONDS = 5;
 /** Body-parser errors arrive wrapped by the HTTP adapter; their `type` says what went wrong. */
 function bodyParserProblem(exception: HttpException): AppError | undefined {
   const cause = exception.cause as { type?: string } | undefined;
-  switch (cause?.type) {
+  switch (cause?.type ?? '') {
     case 'entity.parse.failed':
       return new AppError('malformed_json', 'The request body is not valid JSON.');
     case 'entity.too.large':
@@ -60,9 +60,8 @@ function bodyParserProblem(exception: HttpException): AppError | undefined {
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new AppError('unsupported_media_type', 'The request body encoding is not supported.');
-    default:
-      return undefined;
   }
+  return undefined;
 }
 
 function fromHttpException(exception: HttpException): AppError {
@@ -70,10 +69,7 @@ function fromHttpException(exception: HttpException): AppError {
   if (parsed) return parsed;
   const status = exception.getStatus();
   const response = exception.getResponse();
-  const message =
-    typeof response === 'object' && response !== null && 'message' in response
-      ? (response as { message: unknown }).message
-      : response;
+  const message: unknown = typeof response === 'object' && 'message' in response ? response.message : response;
   let detail = typeof message === 'string' ? message : (TITLES[status] ?? 'Request failed');
   if (status === 404) detail = 'No such route.';
   return new AppError(CODE_BY_HTTP_STATUS[status] ?? (status >= 500 ? 'internal_error' : 'bad_request'), detail, {
@@ -138,7 +134,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
   }
 
   handle(exception: unknown, req: LoggedRequest, res: Response): void {
-    const requestId = String(req.id ?? res.getHeader('X-Request-Id') ?? '');
+    const requestId = String((req.id as string | number | undefined) ?? '');
     sendProblem(res, toAppError(exception, req.log ?? this.logger, requestId), requestId);
   }
 }

@@ -114,7 +114,7 @@ describe('loadConfig', () => {
     [{ ADMIN_EMAIL: 'root@example.com', ADMIN_PASSWORD: 'short' }, 'ADMIN_PASSWORD', /12/],
     [{ APP_URL: 'ftp://x' }, 'APP_URL', undefined],
   ])('refuses %j, naming %s', (env, variable, fragment) => {
-    expectConfigError(env as Record<string, string>, variable, fragment);
+    expectConfigError(env, variable, fragment);
   });
 
   describe('in production', () => {

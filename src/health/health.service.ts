@@ -44,7 +44,7 @@ export class HealthService {
         } catch (err) {
           this.logger.warn({ err }, 'database ping failed');
           // The probe body is public: say that it failed, not where the database lives.
-          throw new Error('unreachable');
+          throw new Error('unreachable', { cause: err });
         }
       })
       .withTimeout(PING_TIMEOUT_MS);
@@ -58,7 +58,7 @@ export class HealthService {
           await this.redis.ping(PING_TIMEOUT_MS);
         } catch (err) {
           this.logger.warn({ err }, 'redis ping failed');
-          throw new Error('unreachable');
+          throw new Error('unreachable', { cause: err });
         }
       })
       .withTimeout(PING_TIMEOUT_MS);

@@ -72,6 +72,6 @@ export async function createTestDatabase(driver: TestDriver = testDriver): Promi
   return {
     driver,
     env: { DB_CONNECTION: 'sqlite', DB_DATABASE: file },
-    drop: async () => rmSync(dir, { recursive: true, force: true }),
+    drop: () => Promise.resolve(rmSync(dir, { recursive: true, force: true })),
   };
 }

@@ -1,9 +1,10 @@
 import { InitialSchema1763900000000 } from './1763900000000-InitialSchema';
 import { AUTH_MIGRATIONS } from './auth-migrations';
+import type { MigrationClass } from './migration-class';
 import { QUOTA_MIGRATIONS } from './quota-migrations';
 
 /**
  * Every migration; listed here so the built service and the CLI need no file globbing. TypeORM
  * orders them by their timestamp.
  */
-export const MIGRATIONS: Function[] = [InitialSchema1763900000000, ...AUTH_MIGRATIONS, ...QUOTA_MIGRATIONS];
+export const MIGRATIONS: MigrationClass[] = [InitialSchema1763900000000, ...AUTH_MIGRATIONS, ...QUOTA_MIGRATIONS];

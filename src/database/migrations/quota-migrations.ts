@@ -1,2 +1,4 @@
+import type { MigrationClass } from './migration-class';
+
 /** Migrations of the quota module beyond the initial seed schema (idempotency keys, ledger guards). */
-export const QUOTA_MIGRATIONS: Function[] = [];
+export const QUOTA_MIGRATIONS: MigrationClass[] = [];

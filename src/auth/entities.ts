@@ -1,2 +1,4 @@
-import type { EntityClass } from '../database/entity-class';
-export const AUTH_ENTITIES: EntityClass[] = [];
+import { AuditLogEntry } from '../audit/audit-log.entity';
+import { User } from './user.entity';
+
+export const AUTH_ENTITIES = [User, AuditLogEntry];

@@ -28,6 +28,12 @@ describe('loadConfig', () => {
     expect(config.quota).toEqual({ statsTtlSeconds: 300, timezone: 'UTC' });
     expect(config.trustProxyHops).toBe(0);
     expect(config.corsOrigins).toEqual([]);
+    expect(config.login).toEqual({ maxFailures: 5, failureWindowSeconds: 900, lockSeconds: 900 });
+  });
+
+  it('reads the login lockout settings', () => {
+    const config = loadConfig({ LOGIN_MAX_FAILURES: '3', LOGIN_FAILURE_WINDOW: '10m', LOGIN_LOCK_DURATION: '1h' });
+    expect(config.login).toEqual({ maxFailures: 3, failureWindowSeconds: 600, lockSeconds: 3600 });
   });
 
   it('reads the seed names for MySQL and Redis', () => {
@@ -113,6 +119,9 @@ describe('loadConfig', () => {
     [{ ADMIN_PASSWORD: 'a-long-admin-password' }, 'ADMIN_EMAIL', /required/],
     [{ ADMIN_EMAIL: 'root@example.com', ADMIN_PASSWORD: 'short' }, 'ADMIN_PASSWORD', /12/],
     [{ APP_URL: 'ftp://x' }, 'APP_URL', undefined],
+    [{ LOGIN_MAX_FAILURES: '0' }, 'LOGIN_MAX_FAILURES', /between/],
+    [{ LOGIN_FAILURE_WINDOW: 'soon' }, 'LOGIN_FAILURE_WINDOW', /duration/],
+    [{ LOGIN_LOCK_DURATION: '2d' }, 'LOGIN_LOCK_DURATION', /duration/],
   ])('refuses %j, naming %s', (env, variable, fragment) => {
     expectConfigError(env, variable, fragment);
   });

@@ -60,9 +60,17 @@ export class AppConfig {
   readonly bodyLimitBytes!: number;
   readonly bulkBodyLimitBytes!: number;
   readonly throttle!: { readonly ttlSeconds: number; readonly limit: number; readonly loginLimit: number };
+  /** Per-account brute-force lockout, kept in the database so it holds across instances and Redis outages. */
+  readonly login!: {
+    readonly maxFailures: number;
+    readonly failureWindowSeconds: number;
+    readonly lockSeconds: number;
+  };
   readonly quota!: { readonly statsTtlSeconds: number; readonly timezone: string };
   readonly bootstrapAdmin!: { readonly email: string; readonly password: string } | undefined;
   readonly shutdown!: { readonly drainDelayMs: number; readonly timeoutMs: number };
+  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
+  readonly metricsToken!: string | undefined;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -255,6 +263,24 @@ function readBootstrapAdmin(read: EnvReader) {
   return { email, password };
 }
 
+function readLockout(read: EnvReader) {
+  const duration = (name: string, fallback: number) =>
+    read.parsed(
+      name,
+      fallback,
+      (v) => {
+        const seconds = parseDuration(v);
+        return seconds !== undefined && seconds >= 1 && seconds <= 86400 ? seconds : undefined;
+      },
+      'a duration between 1s and 1d such as 900, 15m or 1h',
+    );
+  return {
+    maxFailures: read.integer('LOGIN_MAX_FAILURES', 5, 1, 1000),
+    failureWindowSeconds: duration('LOGIN_FAILURE_WINDOW', 900),
+    lockSeconds: duration('LOGIN_LOCK_DURATION', 900),
+  };
+}
+
 function readTrustProxy(read: EnvReader): number {
   const value = read.raw('TRUST_PROXY');
   if (value !== undefined && !/^\d+$/.test(value)) {
@@ -326,11 +352,13 @@ export function loadConfig(
       limit: read.integer('THROTTLE_LIMIT', 600, 0, 1_000_000),
       loginLimit: read.integer('THROTTLE_LOGIN_LIMIT', 10, 0, 10_000),
     },
+    login: readLockout(read),
     quota: {
       statsTtlSeconds: read.integer('QUOTA_STATS_TTL', 300, 0, 86400),
       timezone,
     },
     bootstrapAdmin: readBootstrapAdmin(read),
+    metricsToken: read.raw('METRICS_TOKEN'),
     shutdown: {
       drainDelayMs: read.integer('SHUTDOWN_DRAIN_DELAY_MS', 0, 0, 120_000),
       timeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 25_000, 1000, 600_000),

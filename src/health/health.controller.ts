@@ -1,9 +1,13 @@
 import { Controller, Get, HttpCode, Res } from '@nestjs/common';
 import type { Response } from 'express';
+import { Public } from '../auth/decorators';
+import { NoRateLimit } from '../throttle/throttle.decorators';
 import { HealthService } from './health.service';
 
 /** Probes and the seed's /health: no auth, never rate limited, never cached. */
 @Controller('health')
+@Public()
+@NoRateLimit()
 export class HealthController {
   constructor(private readonly health: HealthService) {}
 

@@ -1,3 +1,4 @@
+import type { INestApplication } from '@nestjs/common';
 import type { Role } from '../../src/auth/principal';
 import { QUOTA_ROUTE_RULES } from './route-rules.quota';
 
@@ -6,7 +7,7 @@ import { QUOTA_ROUTE_RULES } from './route-rules.quota';
  * and fails when the application has a route that is missing here.
  */
 export interface RouteRule {
-  readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'PUT';
   /** Express-style path with :params, including the /api/v1 prefix. */
   readonly path: string;
   readonly allowed: readonly Role[] | 'public';
@@ -16,6 +17,39 @@ export const BASE_ROUTE_RULES: readonly RouteRule[] = [
   { method: 'GET', path: '/api/v1/health', allowed: 'public' },
   { method: 'GET', path: '/api/v1/health/live', allowed: 'public' },
   { method: 'GET', path: '/api/v1/health/ready', allowed: 'public' },
+  { method: 'GET', path: '/metrics', allowed: 'public' },
+  { method: 'POST', path: '/api/v1/auth/login', allowed: 'public' },
+  { method: 'GET', path: '/api/v1/auth/me', allowed: ['admin', 'operator', 'service', 'member'] },
+  { method: 'GET', path: '/api/v1/admin/users', allowed: ['admin'] },
+  { method: 'POST', path: '/api/v1/admin/users', allowed: ['admin'] },
+  { method: 'PATCH', path: '/api/v1/admin/users/:id', allowed: ['admin'] },
 ];
 
 export const ROUTE_RULES: readonly RouteRule[] = [...BASE_ROUTE_RULES, ...QUOTA_ROUTE_RULES];
+
+export interface AppRoute {
+  readonly method: string;
+  readonly path: string;
+}
+
+interface RouterLayer {
+  route?: { path: unknown; methods: Record<string, boolean> };
+}
+
+/** Middleware mounted for every method (Nest's app-wide middleware) shows up as a route with all of them. */
+const MIDDLEWARE_METHOD_COUNT = 10;
+
+/** The routes the running application really serves, read from Express's router after init. */
+export function listAppRoutes(app: INestApplication): AppRoute[] {
+  const express = app.getHttpAdapter().getInstance() as { router: { stack: RouterLayer[] } };
+  const routes: AppRoute[] = [];
+  for (const layer of express.router.stack) {
+    if (!layer.route || typeof layer.route.path !== 'string') continue;
+    const methods = Object.keys(layer.route.methods).filter((m) => m !== '_all');
+    if (methods.length >= MIDDLEWARE_METHOD_COUNT || layer.route.methods._all) continue;
+    for (const method of methods) routes.push({ method: method.toUpperCase(), path: layer.route.path });
+  }
+  return routes;
+}
+
+export const routeKey = (route: { method: string; path: string }) => `${route.method} ${route.path}`;

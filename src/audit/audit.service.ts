@@ -1,0 +1,55 @@
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import type { Principal } from '../auth/principal';
+import { AuditLogEntry } from './audit-log.entity';
+import { currentRequestId } from './request-context';
+
+export interface AuditEntry {
+  readonly actor: Principal | 'system';
+  /** Dotted verb such as `user.create`, `quota_config.update`. */
+  readonly action: string;
+  readonly entityType: string;
+  readonly entityId: string;
+  readonly before: Record<string, unknown> | null;
+  readonly after: Record<string, unknown> | null;
+}
+
+/** Keys that must never reach the log, whatever a caller passes by mistake. */
+const SECRET_KEYS = /^(password|password_hash|passwordhash|secret|token|access_token)$/i;
+
+function withoutSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutSecrets);
+  if (value instanceof Date) return value.toISOString();
+  if (value === null || typeof value !== 'object') return value;
+  const clean: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    if (!SECRET_KEYS.test(key)) clean[key] = withoutSecrets(inner);
+  }
+  return clean;
+}
+
+function toJson(snapshot: Record<string, unknown> | null): string | null {
+  return snapshot === null ? null : JSON.stringify(withoutSecrets(snapshot));
+}
+
+/**
+ * Writes the admin audit log. Callers pass the EntityManager of their own transaction, so the
+ * log row commits or rolls back together with the change it describes.
+ */
+@Injectable()
+export class AuditService {
+  async record(manager: EntityManager, entry: AuditEntry): Promise<void> {
+    const user = entry.actor === 'system' ? null : entry.actor;
+    await manager.insert(AuditLogEntry, {
+      actorUserId: user?.userId ?? null,
+      actorLabel: user?.email ?? 'system',
+      action: entry.action,
+      entityType: entry.entityType,
+      entityId: entry.entityId,
+      beforeJson: toJson(entry.before),
+      afterJson: toJson(entry.after),
+      requestId: currentRequestId(),
+      createdAt: new Date(),
+    });
+  }
+}

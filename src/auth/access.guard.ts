@@ -1,0 +1,54 @@
+import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request, Response } from 'express';
+import { AppError } from '../common/app-error';
+import { AppThrottlerGuard } from '../throttle/app-throttler.guard';
+import { IS_PUBLIC_KEY, ROLES_KEY } from './decorators';
+import { JwtAuthenticator } from './jwt-authenticator';
+import type { Principal, Role } from './principal';
+
+type AuthRequest = Request & { user?: Principal };
+
+/**
+ * The one global guard, so the order is fixed: authenticate, rate-limit (per user once known, per
+ * address otherwise, so bad tokens are limited too), then authorise. Deny by default: a route
+ * without @Public or @Roles is refused to everyone.
+ */
+@Injectable()
+export class AccessGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly authenticator: JwtAuthenticator,
+    private readonly throttler: AppThrottlerGuard,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    const isPublic = this.reflector.getAllAndOverride<boolean | undefined>(IS_PUBLIC_KEY, targets) === true;
+    const http = context.switchToHttp();
+    const req = http.getRequest<AuthRequest>();
+
+    let authFailure: AppError | undefined;
+    if (!isPublic) {
+      try {
+        req.user = await this.authenticator.authenticate(req, http.getResponse<Response>());
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        authFailure = err;
+      }
+    }
+
+    await this.throttler.canActivate(context);
+
+    if (isPublic) return true;
+    if (authFailure || !req.user) throw authFailure ?? new AppError('unauthorized', 'Authentication is required.');
+    const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
+    if (!roles || roles.length === 0) {
+      throw new AppError('forbidden', 'This endpoint is not open to any role.');
+    }
+    if (!roles.includes(req.user.role)) {
+      throw new AppError('forbidden', 'Your role is not allowed to use this endpoint.');
+    }
+    return true;
+  }
+}

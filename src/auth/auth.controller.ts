@@ -1,0 +1,32 @@
+import { Body, Controller, Get, Header, HttpCode, Post, Req } from '@nestjs/common';
+import type { Request } from 'express';
+import { LoginRateLimit } from '../throttle/throttle.decorators';
+import { AuthService } from './auth.service';
+import { CurrentPrincipal, Public, Roles } from './decorators';
+import { LoginDto } from './dto/login.dto';
+import { ROLES, type Principal } from './principal';
+import { UsersService } from './users.service';
+import { userView } from './user.view';
+
+@Controller('auth')
+export class AuthController {
+  constructor(
+    private readonly auth: AuthService,
+    private readonly users: UsersService,
+  ) {}
+
+  @Post('login')
+  @Public()
+  @LoginRateLimit()
+  @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
+  async login(@Body() body: LoginDto, @Req() req: Request) {
+    return { data: await this.auth.login(body.email, body.password, req.ip ?? 'unknown') };
+  }
+
+  @Get('me')
+  @Roles(...ROLES)
+  async me(@CurrentPrincipal() principal: Principal) {
+    return { data: userView(await this.users.get(principal.userId)) };
+  }
+}

@@ -1,0 +1,92 @@
+import { Transform, Type } from 'class-transformer';
+import {
+  IsBoolean,
+  IsEmail,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateIf,
+} from 'class-validator';
+import { ROLES, type Role } from '../principal';
+
+export const PASSWORD_MIN_LENGTH = 12;
+export const PASSWORD_MAX_LENGTH = 256;
+export const ID_PATTERN = /^[1-9]\d{0,18}$/;
+
+/** Ids travel as strings of digits; a client that sends a plain JSON integer is accepted too. */
+const idFromNumber = ({ value }: { value: unknown }) =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? String(value) : value;
+
+export class CreateUserDto {
+  @IsEmail({}, { message: 'email must be an email address' })
+  @MaxLength(191)
+  email!: string;
+
+  @IsString()
+  @MinLength(PASSWORD_MIN_LENGTH)
+  @MaxLength(PASSWORD_MAX_LENGTH)
+  password!: string;
+
+  @IsIn(ROLES, { message: `role must be one of ${ROLES.join(', ')}` })
+  role!: Role;
+
+  /** Required for role `member` (the member this user acts as); refused for the other roles. */
+  @IsOptional()
+  @Transform(idFromNumber)
+  @IsString({ message: 'member_id must be a member id (a string of digits)' })
+  @Matches(ID_PATTERN, { message: 'member_id must be a member id (a string of digits)' })
+  member_id?: string;
+}
+
+export class UpdateUserDto {
+  @IsOptional()
+  @IsIn(ROLES, { message: `role must be one of ${ROLES.join(', ')}` })
+  role?: Role;
+
+  @IsOptional()
+  @IsBoolean()
+  is_active?: boolean;
+
+  @IsOptional()
+  @IsString()
+  @MinLength(PASSWORD_MIN_LENGTH)
+  @MaxLength(PASSWORD_MAX_LENGTH)
+  password?: string;
+
+  /** Needed when the role becomes `member`; cleared automatically when it stops being one. */
+  @ValidateIf((_o, value) => value !== undefined)
+  @Transform(idFromNumber)
+  @IsString({ message: 'member_id must be a member id (a string of digits)' })
+  @Matches(ID_PATTERN, { message: 'member_id must be a member id (a string of digits)' })
+  member_id?: string;
+}
+
+export class ListUsersQuery {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
+  page?: number;
+
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  per_page?: number;
+
+  @IsOptional()
+  @IsIn(ROLES, { message: `role must be one of ${ROLES.join(', ')}` })
+  role?: Role;
+
+  @IsOptional()
+  @IsIn(['true', 'false'], { message: 'is_active must be true or false' })
+  is_active?: 'true' | 'false';
+}

@@ -1,0 +1,51 @@
+import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { CurrentPrincipal, Roles } from './decorators';
+import { CreateUserDto, ListUsersQuery, UpdateUserDto } from './dto/user.dto';
+import { UserIdPipe } from './id-param.pipe';
+import type { Principal } from './principal';
+import { UsersService } from './users.service';
+import { userView } from './user.view';
+
+const DEFAULT_PER_PAGE = 20;
+
+@Controller('admin/users')
+@Roles('admin')
+export class UsersController {
+  constructor(private readonly users: UsersService) {}
+
+  @Get()
+  async list(@Query() query: ListUsersQuery) {
+    const page = query.page ?? 1;
+    const perPage = query.per_page ?? DEFAULT_PER_PAGE;
+    const { users, total } = await this.users.list({
+      page,
+      perPage,
+      role: query.role,
+      isActive: query.is_active === undefined ? undefined : query.is_active === 'true',
+    });
+    return { data: users.map(userView), meta: { page, per_page: perPage, total } };
+  }
+
+  @Post()
+  @HttpCode(201)
+  async create(@CurrentPrincipal() actor: Principal, @Body() body: CreateUserDto) {
+    const user = await this.users.create(actor, {
+      email: body.email,
+      password: body.password,
+      role: body.role,
+      memberId: body.member_id ?? null,
+    });
+    return { data: userView(user) };
+  }
+
+  @Patch(':id')
+  async update(@CurrentPrincipal() actor: Principal, @Param('id', UserIdPipe) id: string, @Body() body: UpdateUserDto) {
+    const user = await this.users.update(actor, id, {
+      role: body.role,
+      isActive: body.is_active,
+      password: body.password,
+      memberId: body.member_id,
+    });
+    return { data: userView(user) };
+  }
+}

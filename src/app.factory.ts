@@ -5,6 +5,7 @@ import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module';
+import { HttpMetrics } from './metrics/http-metrics';
 import { createHttpLogger, PinoNestLogger } from './common/logging';
 import { ProblemDetailsFilter } from './common/problem-details.filter';
 import { createValidationPipe } from './common/validation';
@@ -30,6 +31,7 @@ function configureHttp(app: NestExpressApplication, config: AppConfig, logger: L
   // body-parser refusals, carries X-Request-Id and is logged.
   app.use(createHttpLogger(logger));
   app.use(helmet());
+  app.use(app.get(HttpMetrics).middleware);
   if (config.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],

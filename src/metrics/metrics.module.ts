@@ -1,14 +1,15 @@
 import { Global, Module } from '@nestjs/common';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics } from 'prom-client';
+import { DatabasePoolMetrics } from './database-pool.metrics';
+import { HttpMetrics } from './http-metrics';
+import { MetricsController } from './metrics.controller';
+import { MetricsRegistry } from './metrics-registry';
 
-/**
- * One Prometheus registry per application instance (tests boot several in one process). Modules
- * create their own counters against it: `new Counter({ ..., registers: [registry] })`.
- */
-export class MetricsRegistry extends Registry {}
+export { MetricsRegistry };
 
 @Global()
 @Module({
+  controllers: [MetricsController],
   providers: [
     {
       provide: MetricsRegistry,
@@ -18,7 +19,9 @@ export class MetricsRegistry extends Registry {}
         return registry;
       },
     },
+    HttpMetrics,
+    DatabasePoolMetrics,
   ],
-  exports: [MetricsRegistry],
+  exports: [MetricsRegistry, HttpMetrics],
 })
 export class MetricsModule {}

@@ -1,4 +1,5 @@
 import type { AppConfig } from '../config/app-config';
+import { quotaVerifyCommand } from './quota-verify.command';
 import { userCreateCommand } from './user-create.command';
 
 /** What a command gets: the validated config, its streams, and a way to reach the database. */
@@ -21,4 +22,4 @@ export interface CliCommand {
 export class UsageError extends Error {}
 
 /** Every CLI command; a new one is one more entry here. */
-export const COMMANDS: readonly CliCommand[] = [userCreateCommand];
+export const COMMANDS: readonly CliCommand[] = [userCreateCommand, quotaVerifyCommand];

@@ -1,4 +1,31 @@
 import { Module } from '@nestjs/common';
+import { AdminQuotaController } from './admin-quota.controller';
+import { ConfigCache } from './config-cache';
+import { ConfigsController } from './configs.controller';
+import { ConfigsService } from './configs.service';
+import { ConsumptionController } from './consumption.controller';
+import { HistoryService } from './history.service';
+import { IdempotencyService } from './idempotency.service';
+import { LedgerService } from './ledger.service';
+import { MembersController } from './members.controller';
+import { MembersService } from './members.service';
+import { QuotaDatabase } from './quota-database';
+import { QuotaMetrics } from './quota.metrics';
+import { QuotaService } from './quota.service';
 
-@Module({})
+@Module({
+  controllers: [ConfigsController, MembersController, ConsumptionController, AdminQuotaController],
+  providers: [
+    QuotaMetrics,
+    QuotaDatabase,
+    ConfigCache,
+    LedgerService,
+    IdempotencyService,
+    ConfigsService,
+    MembersService,
+    QuotaService,
+    HistoryService,
+  ],
+  exports: [LedgerService, QuotaDatabase, QuotaService, MembersService, ConfigsService],
+})
 export class QuotaModule {}

@@ -1,6 +1,6 @@
-import type { EntityClass } from '../../database/entity-class';
+import { IdempotencyKey } from './idempotency-key.entity';
 import { Member } from './member.entity';
 import { QuotaConfig } from './quota-config.entity';
 import { QuotaHistory } from './quota-history.entity';
 
-export const QUOTA_ENTITIES: EntityClass[] = [QuotaConfig, Member, QuotaHistory];
+export const QUOTA_ENTITIES = [QuotaConfig, Member, QuotaHistory, IdempotencyKey];

@@ -1,0 +1,363 @@
+'use strict';
+/**
+ * npm run bench: the built service in production mode on MariaDB/MySQL + Redis against a minimal
+ * node:http + mysql2 baseline running the same consume transaction. Everything runs on loopback,
+ * on a database created for the run and dropped afterwards, within a hard time limit.
+ *
+ * Settings (environment): BENCH_DURATION (s, default 15), BENCH_WARMUP (s, 3), BENCH_CONNECTIONS
+ * (64), BENCH_MEMBERS (100000), BENCH_ROUNDS (1; rounds alternate service and baseline),
+ * BENCH_POOL_SIZE (10, both servers), BENCH_THROTTLE_LIMIT (per-user rate limit of the service;
+ * default 1000000 per minute: the limiter runs but does not refuse), BENCH_LOG_LEVEL (info),
+ * BENCH_KEEP_DB=1, and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
+ */
+const { spawn } = require('node:child_process');
+const { randomBytes } = require('node:crypto');
+const net = require('node:net');
+const path = require('node:path');
+const mysql = require('mysql2/promise');
+const autocannon = require('autocannon');
+
+const ROOT = path.resolve(__dirname, '..');
+const env = process.env;
+const num = (name, fallback) => {
+  const value = env[name] === undefined || env[name] === '' ? fallback : Number(env[name]);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number`);
+  return value;
+};
+
+const settings = {
+  duration: num('BENCH_DURATION', 15),
+  warmup: num('BENCH_WARMUP', 3),
+  connections: num('BENCH_CONNECTIONS', 64),
+  members: num('BENCH_MEMBERS', 100_000),
+  rounds: Math.max(1, num('BENCH_ROUNDS', 1)),
+  poolSize: num('BENCH_POOL_SIZE', 10),
+  throttleLimit: String(num('BENCH_THROTTLE_LIMIT', 1_000_000)),
+  logLevel: env.BENCH_LOG_LEVEL || 'info',
+  keepDb: env.BENCH_KEEP_DB === '1',
+  db: {
+    host: env.DB_HOST || '127.0.0.1',
+    port: num('DB_PORT', 3306),
+    user: env.DB_USERNAME || 'root',
+    password: env.DB_PASSWORD || '',
+  },
+  redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
+};
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+const UNIFORM_BALANCE = 1_000_000;
+const HOT_BALANCE = 2_000_000_000;
+const children = [];
+let database = null;
+
+function log(line) {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function start(name, script, args, childEnv) {
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd: ROOT,
+    env: { PATH: env.PATH || '', ...childEnv },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-4000)));
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  children.push(child);
+  return { name, child, exited, stderr: () => stderr };
+}
+
+async function runToCompletion(name, script, args, childEnv) {
+  const proc = start(name, script, args, childEnv);
+  const code = await proc.exited;
+  if (code !== 0) throw new Error(`${name} exited with ${code}: ${proc.stderr()}`);
+}
+
+async function waitUntil(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
+}
+
+async function seed(conn) {
+  log(`seeding ${settings.members} members (set-based, 10,000 rows per statement)`);
+  const started = Date.now();
+  await conn.query(
+    "INSERT INTO member_quota_config (membership_type, max_quota, reset_period, is_active, description, created_at, updated_at) VALUES ('bench', ?, 'none', 1, 'npm run bench', NOW(3), NOW(3))",
+    [UNIFORM_BALANCE],
+  );
+  const chunk = 10_000;
+  for (let first = 0; first < settings.members; first += chunk) {
+    const count = Math.min(chunk, settings.members - first);
+    const values = [];
+    for (let i = 0; i < count; i++) {
+      const n = first + i;
+      values.push(`('bench-${n}', 'bench', ${n === 0 ? HOT_BALANCE : UNIFORM_BALANCE}, NOW(3), NOW(3), NOW(3))`);
+    }
+    await conn.query(
+      `INSERT INTO members (external_id, membership_type, quota_balance, period_started_at, created_at, updated_at) VALUES ${values.join(', ')}`,
+    );
+  }
+  await conn.query(
+    "INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor) SELECT id, quota_balance, quota_balance, 'initial_grant', 'system' FROM members",
+  );
+  const [[range]] = await conn.query('SELECT MIN(id) AS lo, MAX(id) AS hi FROM members');
+  log(`seeded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return { lo: Number(range.lo), hi: Number(range.hi) };
+}
+
+function drive({ url, pathFor, headers, seconds }) {
+  const runId = randomBytes(6).toString('hex');
+  let counter = 0;
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url,
+        connections: settings.connections,
+        duration: seconds,
+        pipelining: 1,
+        timeout: 10,
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (req) => ({
+              ...req,
+              path: pathFor(),
+              headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': `${runId}-${counter++}` },
+              body: '{"amount":1}',
+            }),
+          },
+        ],
+      },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+    instance.on('error', () => undefined);
+  });
+}
+
+function summarise(result) {
+  const codes = result.statusCodeStats || {};
+  const count = (code) => (codes[code] ? codes[code].count : 0);
+  const total2xx = result['2xx'];
+  const c409 = count('409');
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    ok: total2xx,
+    conflicts: c409,
+    otherNon2xx: result.non2xx - c409,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+function table(rows) {
+  const header = ['scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', '2xx', '409', 'other non-2xx', 'errors'];
+  const lines = rows.map((r) => [
+    r.scenario,
+    r.server,
+    r.rps.toFixed(0),
+    String(r.p50),
+    String(r.p99),
+    String(r.ok),
+    String(r.conflicts),
+    String(r.otherNon2xx),
+    String(r.errors),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...lines.map(fmt)].join('\n');
+}
+
+async function main() {
+  for (const host of [settings.db.host, settings.redis.host]) {
+    if (!LOOPBACK.has(host)) throw new Error(`the benchmark runs on loopback only; refusing host ${host}`);
+  }
+  const budgetSeconds = (settings.warmup + settings.duration) * 4 * settings.rounds + 300;
+  const guard = setTimeout(() => {
+    log(`time limit of ${budgetSeconds} s reached; stopping`);
+    cleanup().finally(() => process.exit(1));
+  }, budgetSeconds * 1000);
+
+  const admin = await mysql.createConnection({ ...settings.db, multipleStatements: false });
+  database = `quota_bench_${randomBytes(4).toString('hex')}`;
+  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+  log(`database ${database}`);
+
+  const servicePort = await freePort();
+  const baselinePort = await freePort();
+  const password = randomBytes(18).toString('base64url');
+  const serviceEnv = {
+    APP_ENV: 'production',
+    HOST: '127.0.0.1',
+    PORT: String(servicePort),
+    LOG_LEVEL: settings.logLevel,
+    DB_CONNECTION: 'mysql',
+    DB_HOST: settings.db.host,
+    DB_PORT: String(settings.db.port),
+    DB_USERNAME: settings.db.user,
+    DB_PASSWORD: settings.db.password,
+    DB_DATABASE: database,
+    DB_POOL_SIZE: String(settings.poolSize),
+    REDIS_HOST: settings.redis.host,
+    REDIS_PORT: String(settings.redis.port),
+    REDIS_PREFIX: `bench-${database}`,
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+    THROTTLE_LIMIT: settings.throttleLimit,
+  };
+
+  log('applying migrations (npm run migration:run)');
+  await runToCompletion(
+    'migrations',
+    path.join(ROOT, 'node_modules/typeorm/cli.js'),
+    ['migration:run', '-d', 'dist/ormconfig.js'],
+    serviceEnv,
+  );
+  await admin.query(`USE \`${database}\``);
+  const ids = await seed(admin);
+  const hotId = ids.lo;
+
+  log('creating the service user (npm run cli -- user:create)');
+  await runToCompletion(
+    'user:create',
+    path.join(ROOT, 'dist/src/cli/main.js'),
+    ['user:create', '--email', 'bench-service@example.test', '--role', 'service', '--password', password],
+    serviceEnv,
+  );
+
+  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv);
+  const baseline = start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
+    PORT: String(baselinePort),
+    DB_HOST: settings.db.host,
+    DB_PORT: String(settings.db.port),
+    DB_USERNAME: settings.db.user,
+    DB_PASSWORD: settings.db.password,
+    DB_DATABASE: database,
+    DB_POOL_SIZE: String(settings.poolSize),
+  });
+  const serviceUrl = `http://127.0.0.1:${servicePort}`;
+  const baselineUrl = `http://127.0.0.1:${baselinePort}`;
+  await waitUntil(
+    async () => (await fetch(`${serviceUrl}/api/v1/health/ready`)).status === 200,
+    30_000,
+    `the service (${service.stderr()})`,
+  );
+  await waitUntil(async () => (await fetch(`${baselineUrl}/`)).status === 404, 10_000, 'the baseline');
+
+  const login = await fetch(`${serviceUrl}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'bench-service@example.test', password }),
+  });
+  if (login.status !== 200) throw new Error(`login failed with ${login.status}`);
+  const token = (await login.json()).data.access_token;
+
+  const span = ids.hi - ids.lo + 1;
+  const randomId = () => ids.lo + Math.floor(Math.random() * span);
+  const servers = {
+    service: {
+      url: serviceUrl,
+      headers: { authorization: `Bearer ${token}` },
+      path: (id) => `/api/v1/quota/members/${id}/consume`,
+    },
+    baseline: { url: baselineUrl, headers: {}, path: (id) => `/consume/${id}` },
+  };
+  const scenarios = {
+    uniform: () => randomId(),
+    hot: () => hotId,
+  };
+
+  const rows = [];
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const [scenario, pick] of Object.entries(scenarios)) {
+      // Alternate which server goes first so neither always runs on a warmer database.
+      const order = round % 2 === 1 ? ['service', 'baseline'] : ['baseline', 'service'];
+      for (const name of order) {
+        const server = servers[name];
+        const pathFor = () => server.path(pick());
+        if (settings.warmup > 0) {
+          await drive({ url: server.url, pathFor, headers: server.headers, seconds: settings.warmup });
+        }
+        log(`round ${round}: ${scenario} on ${name} for ${settings.duration} s`);
+        const result = await drive({ url: server.url, pathFor, headers: server.headers, seconds: settings.duration });
+        rows.push({ round, scenario, server: name, ...summarise(result) });
+      }
+    }
+  }
+
+  const [[ledger]] = await admin.query(
+    `SELECT COUNT(*) AS checked, COALESCE(SUM(m.quota_balance <> COALESCE(s.total, 0)), 0) AS mismatches
+       FROM members m LEFT JOIN (SELECT member_id, SUM(delta) AS total FROM member_quota_history GROUP BY member_id) s
+         ON s.member_id = m.id`,
+  );
+  await admin.end();
+  clearTimeout(guard);
+
+  // The same statistic for both servers: the best run of each (rounds only repeat the measurement).
+  const best = (scenario, server) =>
+    rows.filter((r) => r.scenario === scenario && r.server === server).sort((a, b) => b.rps - a.rps)[0];
+  const out = [];
+  out.push(
+    `quota-service benchmark: ${settings.connections} connections, ${settings.duration} s per run, ${settings.members} members, ` +
+      `pool ${settings.poolSize}, ${settings.rounds} round(s), throttle limit ${settings.throttleLimit}, log level ${settings.logLevel}`,
+  );
+  out.push('');
+  out.push(table(rows.map((r) => ({ ...r, scenario: settings.rounds > 1 ? `${r.scenario}#${r.round}` : r.scenario }))));
+  out.push('');
+  for (const scenario of Object.keys(scenarios)) {
+    const s = best(scenario, 'service');
+    const b = best(scenario, 'baseline');
+    const rpsRatio = s.rps / b.rps;
+    const p99Ratio = s.p99 / Math.max(1, b.p99);
+    out.push(
+      `${scenario.padEnd(7)} service/baseline (best run of each): req/s ${rpsRatio.toFixed(2)}x (target >= 0.70: ${rpsRatio >= 0.7 ? 'met' : 'NOT met'}), ` +
+        `p99 ${p99Ratio.toFixed(2)}x (target <= 2.00: ${p99Ratio <= 2 ? 'met' : 'NOT met'}), ` +
+        `service non-2xx other than 409: ${s.otherNon2xx + s.errors}`,
+    );
+  }
+  out.push(`ledger after the runs: ${ledger.checked} members checked, ${Number(ledger.mismatches)} mismatches`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+async function cleanup() {
+  for (const child of children) {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  }
+  await Promise.all(
+    children.map((child) => (child.exitCode !== null ? null : new Promise((resolve) => child.once('exit', resolve)))),
+  );
+  if (database && !settings.keepDb) {
+    const conn = await mysql.createConnection(settings.db).catch(() => null);
+    if (conn) {
+      await conn.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => undefined);
+      await conn.end();
+    }
+  } else if (database) {
+    log(`kept database ${database}`);
+  }
+}
+
+main()
+  .then(cleanup, async (err) => {
+    process.stderr.write(`bench failed: ${err && err.stack ? err.stack : String(err)}\n`);
+    await cleanup();
+    process.exitCode = 1;
+  })
+  .catch((err) => {
+    process.stderr.write(`cleanup failed: ${String(err)}\n`);
+    process.exitCode = 1;
+  });

@@ -1,0 +1,68 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { CurrentPrincipal, Roles } from '../auth/decorators';
+import type { Principal } from '../auth/principal';
+import { AdjustDto, HISTORY_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
+import { HistoryService } from './history.service';
+import { IdempotencyKeyHeader } from './idempotency-key.header';
+import { NoQuery } from './dto/validation';
+import { MemberIdPipe } from './member-id.pipe';
+import { QuotaService } from './quota.service';
+import { historyJson } from './quota.views';
+
+@Controller('admin/quota')
+@Roles('admin', 'operator')
+export class AdminQuotaController {
+  constructor(
+    private readonly quota: QuotaService,
+    private readonly history: HistoryService,
+  ) {}
+
+  @Post('members/:id/adjust')
+  @HttpCode(200)
+  async adjust(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() caller: Principal,
+    @Param('id', MemberIdPipe) id: string,
+    @Body() body: AdjustDto,
+    @IdempotencyKeyHeader() key: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const change = await this.quota.adjust(
+      caller,
+      id,
+      { delta: body.delta, newQuota: body.new_quota, reason: body.reason, note: body.note },
+      key,
+    );
+    for (const [name, value] of Object.entries(change.headers)) res.setHeader(name, value);
+    if (change.replayed) res.setHeader('Idempotent-Replayed', 'true');
+    return {
+      data: {
+        member_id: change.entry.memberId,
+        delta: change.entry.delta,
+        balance: change.entry.balanceAfter,
+        reason: change.entry.reason,
+        history_id: change.entry.historyId,
+      },
+    };
+  }
+
+  @Get('history')
+  async listHistory(@Query() query: HistoryQuery) {
+    const limit = query.limit ?? HISTORY_DEFAULT_LIMIT;
+    const page = await this.history.list({
+      memberId: query.member_id,
+      reason: query.reason,
+      from: query.from === undefined ? undefined : new Date(query.from),
+      to: query.to === undefined ? undefined : new Date(query.to),
+      limit,
+      cursor: query.cursor,
+    });
+    return { data: page.rows.map(historyJson), meta: { limit, next_cursor: page.nextCursor } };
+  }
+
+  @Get('integrity')
+  async integrity(@Query() query: IntegrityQuery) {
+    return { data: await this.history.integrity(query.member_id) };
+  }
+}

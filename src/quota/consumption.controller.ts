@@ -1,0 +1,120 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { CurrentPrincipal, Roles } from '../auth/decorators';
+import type { Principal } from '../auth/principal';
+import { AmountDto } from './dto/quota.dto';
+import { IdempotencyKeyHeader } from './idempotency-key.header';
+import { NoQuery } from './dto/validation';
+import { MemberIdPipe } from './member-id.pipe';
+import { QuotaService, type BalanceView, type QuotaChange, type QuotaHeaders } from './quota.service';
+
+function send(res: Response, headers: QuotaHeaders, replayed = false): void {
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+}
+
+function amountJson(change: QuotaChange) {
+  return {
+    data: {
+      member_id: change.entry.memberId,
+      amount: Math.abs(change.entry.delta),
+      balance: change.entry.balanceAfter,
+      history_id: change.entry.historyId,
+    },
+  };
+}
+
+function balanceJson(view: BalanceView) {
+  return {
+    data: {
+      member_id: view.memberId,
+      external_id: view.externalId,
+      membership_type: view.membershipType,
+      balance: view.balance,
+      max_quota: view.maxQuota,
+      reset_period: view.resetPeriod,
+      period_started_at: view.periodStartedAt?.toISOString() ?? null,
+      next_reset_at: view.nextResetAt?.toISOString() ?? null,
+      is_active: view.isActive,
+      config_active: view.configActive,
+    },
+  };
+}
+
+/** The consumption API that other services call, and a member's own view of its quota. */
+@Controller('quota')
+export class ConsumptionController {
+  constructor(private readonly quota: QuotaService) {}
+
+  @Get('me')
+  @Roles('member')
+  async me(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() caller: Principal,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const { view, headers } = await this.quota.balance(caller, this.quota.ownMemberId(caller));
+    send(res, headers);
+    return balanceJson(view);
+  }
+
+  @Post('me/consume')
+  @HttpCode(200)
+  @Roles('member')
+  async consumeOwn(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() caller: Principal,
+    @Body() body: AmountDto,
+    @IdempotencyKeyHeader() key: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const change = await this.quota.consume(caller, this.quota.ownMemberId(caller), body, key);
+    send(res, change.headers, change.replayed);
+    return amountJson(change);
+  }
+
+  @Get('members/:id')
+  @Roles('admin', 'service', 'member')
+  async balance(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() caller: Principal,
+    @Param('id', MemberIdPipe) id: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const { view, headers } = await this.quota.balance(caller, id);
+    send(res, headers);
+    return balanceJson(view);
+  }
+
+  @Post('members/:id/consume')
+  @HttpCode(200)
+  @Roles('admin', 'service', 'member')
+  async consume(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() caller: Principal,
+    @Param('id', MemberIdPipe) id: string,
+    @Body() body: AmountDto,
+    @IdempotencyKeyHeader() key: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const change = await this.quota.consume(caller, id, body, key);
+    send(res, change.headers, change.replayed);
+    return amountJson(change);
+  }
+
+  @Post('members/:id/refund')
+  @HttpCode(200)
+  @Roles('admin', 'service')
+  async refund(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() caller: Principal,
+    @Param('id', MemberIdPipe) id: string,
+    @Body() body: AmountDto,
+    @IdempotencyKeyHeader() key: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const change = await this.quota.refund(caller, id, body, key);
+    send(res, change.headers, change.replayed);
+    return amountJson(change);
+  }
+}

@@ -1,0 +1,42 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import { Transform } from 'class-transformer';
+import type { Request } from 'express';
+import { ValidationFailedError } from '../../common/app-error';
+import { ValidateIf } from 'class-validator';
+
+export const INT32_MAX = 2_147_483_647;
+export const ID_PATTERN = /^[1-9]\d{0,18}$/;
+export const MEMBERSHIP_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+/** The host platform's member key: printable ASCII without spaces. */
+export const EXTERNAL_ID_PATTERN = /^[\x21-\x7e]{1,191}$/;
+export const NOTE_MAX_LENGTH = 500;
+
+/**
+ * Skips validation only when the field is absent; unlike @IsOptional, an explicit null is
+ * validated (and refused) for fields that cannot be null.
+ */
+export const Absentable = () => ValidateIf((_object, value) => value !== undefined);
+
+/** Query strings are text: only plain base-10 integers become numbers, anything else stays and fails @IsInt. */
+export const QueryInt = () =>
+  Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' && /^-?\d{1,12}$/.test(value) ? Number(value) : value,
+  );
+
+/** "true" and "false" only; anything else stays a string and fails @IsBoolean. */
+export const QueryBoolean = () =>
+  Transform(({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value));
+
+/**
+ * For routes that take no query parameters: any parameter is refused (422), never ignored, with
+ * the same message the validation pipe gives for an unknown field. A plain check rather than an
+ * empty DTO: it runs on the consume path, where the validation pipe's cost shows.
+ */
+export const NoQuery = createParamDecorator((_data: unknown, ctx: ExecutionContext): undefined => {
+  const query = ctx.switchToHttp().getRequest<Request>().query;
+  const names = Object.keys(query ?? {});
+  if (names.length > 0) {
+    throw new ValidationFailedError(names.map((field) => ({ field, message: `property ${field} should not exist` })));
+  }
+  return undefined;
+});

@@ -1,0 +1,340 @@
+import { Injectable } from '@nestjs/common';
+import { NotFoundError } from '../common/app-error';
+import type { HistoryReason } from './entities/quota-history.entity';
+import { QuotaMetrics } from './quota.metrics';
+import { dbErrorKind, readBoolean, sqlTimestamp, type SqlSession } from './quota-database';
+import {
+  BalanceOutOfRangeError,
+  ConfigInactiveError,
+  InsufficientQuotaError,
+  MemberInactiveError,
+  MembersExistError,
+  NegativeBalanceError,
+  UnknownMembershipTypeError,
+} from './quota.errors';
+
+export const MAX_BALANCE = 2_147_483_647;
+
+export interface LedgerChange {
+  readonly memberId: string;
+  /** Signed change of the balance. */
+  readonly delta: number;
+  readonly reason: HistoryReason;
+  /** User id of the caller, or "system". */
+  readonly actor: string;
+  readonly note?: string | null;
+  readonly idempotencyKey?: string | null;
+  readonly operationId?: string | null;
+  /** Consumption and refunds need an active member with an active config; admin changes do not. */
+  readonly requireActive?: boolean;
+}
+
+export interface LedgerEntry {
+  readonly historyId: string;
+  readonly memberId: string;
+  readonly delta: number;
+  readonly balanceAfter: number;
+  readonly reason: HistoryReason;
+  readonly configId: string;
+}
+
+export interface NewAccount {
+  readonly externalId: string;
+  readonly membershipType: string;
+  /** The opening balance; the type's max_quota when absent. */
+  readonly initialQuota?: number;
+}
+
+interface MemberState {
+  balance: number;
+  memberActive: boolean;
+  configActive: boolean;
+  membershipType: string;
+}
+
+/** How many times a conditional update that matched nothing, with no reason found, is retried. */
+const MAX_RECHECKS = 3;
+const INSERT_CHUNK = 500;
+
+/**
+ * The only code that changes `members.quota_balance`. Every change is a conditional UPDATE
+ * evaluated by the database (`quota_balance + delta` within 0..2^31-1: never read, compute and
+ * write back in JavaScript) plus exactly one history row, inside the caller's transaction.
+ */
+@Injectable()
+export class LedgerService {
+  constructor(private readonly metrics: QuotaMetrics) {}
+
+  async apply(s: SqlSession, change: LedgerChange): Promise<LedgerEntry> {
+    for (let check = 0; ; check++) {
+      const updated = await this.conditionalUpdate(s, change);
+      if (updated) {
+        const historyId = await this.insertHistory(s, change, updated.balance);
+        this.metrics.ledgerChanges.inc({ reason: change.reason });
+        return {
+          historyId,
+          memberId: change.memberId,
+          delta: change.delta,
+          balanceAfter: updated.balance,
+          reason: change.reason,
+          configId: updated.configId,
+        };
+      }
+      const state = await this.memberState(s, change.memberId);
+      this.refuse(state, change);
+      // The row changed between the two statements in a way that now allows the change: try again.
+      if (check + 1 >= MAX_RECHECKS) throw new Error(`ledger update for member ${change.memberId} kept missing`);
+    }
+  }
+
+  /** Sets the balance to an exact value: the row is locked, then the difference is applied as a delta. */
+  async setBalance(s: SqlSession, change: Omit<LedgerChange, 'delta'> & { newBalance: number }): Promise<LedgerEntry> {
+    const rows = await s.rows<{ quota_balance: number }>(
+      s.dialect === 'mysql'
+        ? 'SELECT quota_balance FROM members WHERE id = ? FOR UPDATE'
+        : 'SELECT quota_balance FROM members WHERE id = ?',
+      [change.memberId],
+    );
+    if (rows.length === 0) throw new NotFoundError('Member');
+    const { newBalance, ...rest } = change;
+    return this.apply(s, { ...rest, delta: newBalance - Number(rows[0].quota_balance) });
+  }
+
+  /**
+   * Creates members with their opening balances and one `initial_grant` row each, set-based.
+   * Refuses unknown or inactive types and external ids that already exist.
+   */
+  async openAccounts(
+    s: SqlSession,
+    accounts: readonly NewAccount[],
+    actor: string,
+    options: { batch?: boolean } = {},
+  ): Promise<string[]> {
+    const types = [...new Set(accounts.map((a) => a.membershipType))];
+    const configs = await s.rows<{ membership_type: string; max_quota: number; is_active: unknown }>(
+      `SELECT membership_type, max_quota, is_active FROM member_quota_config WHERE membership_type IN (${marks(types.length)})`,
+      types,
+    );
+    const byType = new Map(configs.map((c) => [c.membership_type, c]));
+    accounts.forEach((account, index) => {
+      const config = byType.get(account.membershipType);
+      const field = options.batch ? `members.${index}.membership_type` : 'membership_type';
+      if (!config) throw new UnknownMembershipTypeError(field, account.membershipType);
+      if (!readBoolean(config.is_active)) throw new ConfigInactiveError(account.membershipType);
+    });
+
+    const externalIds = accounts.map((a) => a.externalId);
+    await this.refuseExisting(s, externalIds);
+
+    const now = sqlTimestamp(new Date());
+    for (let start = 0; start < accounts.length; start += INSERT_CHUNK) {
+      const chunk = accounts.slice(start, start + INSERT_CHUNK);
+      const values: unknown[] = [];
+      for (const account of chunk) {
+        const balance = account.initialQuota ?? Number(byType.get(account.membershipType)!.max_quota);
+        values.push(account.externalId, account.membershipType, balance, now, now, now);
+      }
+      try {
+        await s.exec(
+          `INSERT INTO members (external_id, membership_type, quota_balance, period_started_at, created_at, updated_at) VALUES ${chunk
+            .map(() => '(?, ?, ?, ?, ?, ?)')
+            .join(', ')}`,
+          values,
+        );
+      } catch (err) {
+        // Another request created one of them since the check above; a locking read sees it.
+        if (dbErrorKind(err) === 'duplicate') await this.refuseExisting(s, externalIds, true);
+        throw err;
+      }
+    }
+
+    const ids: string[] = [];
+    for (let start = 0; start < externalIds.length; start += INSERT_CHUNK) {
+      const chunk = externalIds.slice(start, start + INSERT_CHUNK);
+      // Set-based: each new member's opening balance becomes its first ledger row.
+      await s.exec(
+        `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, note)
+         SELECT id, quota_balance, quota_balance, 'initial_grant', ?, NULL FROM members WHERE external_id IN (${marks(chunk.length)})`,
+        [actor, ...chunk],
+      );
+      const rows = await s.rows<{ id: unknown; external_id: string }>(
+        `SELECT id, external_id FROM members WHERE external_id IN (${marks(chunk.length)})`,
+        chunk,
+      );
+      const idByExternal = new Map(rows.map((r) => [r.external_id, String(r.id)]));
+      for (const externalId of chunk) ids.push(idByExternal.get(externalId)!);
+    }
+    this.metrics.ledgerChanges.inc({ reason: 'initial_grant' }, accounts.length);
+    return ids;
+  }
+
+  /**
+   * Moves a member to another membership type. Its balance shifts by the difference between the
+   * two types' max_quota (an upgrade grants the extra quota now, a downgrade takes it away),
+   * floored at 0, and one `membership_change` row records it (delta 0 when nothing moved).
+   * Returns null when the member already has that type.
+   */
+  async changeMembershipType(
+    s: SqlSession,
+    memberId: string,
+    newType: string,
+    actor: string,
+  ): Promise<LedgerEntry | null> {
+    const current = await s.rows<{ membership_type: string; quota_balance: number; max_quota: number }>(
+      `SELECT m.membership_type, m.quota_balance, c.max_quota
+         FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
+        WHERE m.id = ?${s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+      [memberId],
+    );
+    if (current.length === 0) throw new NotFoundError('Member');
+    const from = current[0];
+    if (from.membership_type === newType) return null;
+    const target = await s.rows<{ id: unknown; max_quota: number; is_active: unknown }>(
+      'SELECT id, max_quota, is_active FROM member_quota_config WHERE membership_type = ?',
+      [newType],
+    );
+    if (target.length === 0) throw new UnknownMembershipTypeError('membership_type', newType);
+    if (!readBoolean(target[0].is_active)) throw new ConfigInactiveError(newType);
+
+    const balance = Number(from.quota_balance);
+    const shifted = balance + Number(target[0].max_quota) - Number(from.max_quota);
+    const delta = Math.min(MAX_BALANCE, Math.max(0, shifted)) - balance;
+    const result = await s.exec(
+      `UPDATE members SET membership_type = ?, quota_balance = quota_balance + ?, updated_at = ?
+        WHERE id = ? AND quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}`,
+      [newType, delta, sqlTimestamp(new Date()), memberId, delta],
+    );
+    // The row is locked (FOR UPDATE; SQLite has one writer), so the condition cannot fail here.
+    if (result.affected !== 1) throw new Error(`membership change of member ${memberId} matched no row`);
+    const change: LedgerChange = {
+      memberId,
+      delta,
+      reason: 'membership_change',
+      actor,
+      note: `${from.membership_type} -> ${newType}`,
+    };
+    const historyId = await this.insertHistory(s, change, balance + delta);
+    this.metrics.ledgerChanges.inc({ reason: 'membership_change' });
+    return {
+      historyId,
+      memberId,
+      delta,
+      balanceAfter: balance + delta,
+      reason: 'membership_change',
+      configId: String(target[0].id),
+    };
+  }
+
+  /**
+   * The conditional update. On MySQL the new balance and the member's config id come back in the
+   * OK packet through LAST_INSERT_ID(expr), which spares a SELECT (round trips are what a consume
+   * costs); SQLite has RETURNING.
+   */
+  private async conditionalUpdate(
+    s: SqlSession,
+    change: LedgerChange,
+  ): Promise<{ balance: number; configId: string } | null> {
+    const { memberId, delta } = change;
+    if (s.dialect === 'mysql') {
+      const result = await s.exec(
+        `UPDATE members m JOIN member_quota_config c ON c.membership_type = m.membership_type
+            SET m.quota_balance = m.quota_balance + ?
+          WHERE m.id = ? AND m.quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
+            change.requireActive ? ' AND m.is_active = 1 AND c.is_active = 1' : ''
+          }
+            AND LAST_INSERT_ID((m.quota_balance + ?) * 4294967296 + c.id) > 0`,
+        [delta, memberId, delta, delta],
+      );
+      if (result.affected === 0 || result.insertId === null) return null;
+      const packed = BigInt(result.insertId);
+      return { balance: Number(packed >> 32n), configId: String(packed & 0xffffffffn) };
+    }
+    const rows = await s.rows<{ balance: number; config_id: unknown }>(
+      `UPDATE members SET quota_balance = quota_balance + ?
+        WHERE id = ? AND quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
+          change.requireActive
+            ? ` AND is_active = 1 AND EXISTS (SELECT 1 FROM member_quota_config c
+                  WHERE c.membership_type = members.membership_type AND c.is_active = 1)`
+            : ''
+        }
+        RETURNING quota_balance AS balance,
+          (SELECT c.id FROM member_quota_config c WHERE c.membership_type = members.membership_type) AS config_id`,
+      [delta, memberId, delta],
+    );
+    if (rows.length === 0) return null;
+    return { balance: Number(rows[0].balance), configId: String(rows[0].config_id) };
+  }
+
+  private async insertHistory(s: SqlSession, change: LedgerChange, balanceAfter: number): Promise<string> {
+    const result = await s.exec(
+      `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        change.memberId,
+        change.delta,
+        balanceAfter,
+        change.reason,
+        change.actor,
+        change.operationId ?? null,
+        change.idempotencyKey ?? null,
+        change.note ?? null,
+      ],
+    );
+    if (result.insertId === null) throw new Error('history insert returned no id');
+    return result.insertId;
+  }
+
+  private async memberState(s: SqlSession, memberId: string): Promise<MemberState | null> {
+    const rows = await s.rows<{
+      balance: number;
+      member_active: unknown;
+      config_active: unknown;
+      membership_type: string;
+    }>(
+      `SELECT m.quota_balance AS balance, m.is_active AS member_active, c.is_active AS config_active, m.membership_type
+         FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
+        WHERE m.id = ?`,
+      [memberId],
+    );
+    if (rows.length === 0) return null;
+    const row = rows[0];
+    return {
+      balance: Number(row.balance),
+      memberActive: readBoolean(row.member_active),
+      configActive: readBoolean(row.config_active),
+      membershipType: row.membership_type,
+    };
+  }
+
+  /** Says why a conditional update matched nothing; returns when no reason holds (any more). */
+  private refuse(state: MemberState | null, change: LedgerChange): void {
+    if (!state) throw new NotFoundError('Member');
+    if (change.requireActive && !state.memberActive) throw new MemberInactiveError(state.membershipType);
+    if (change.requireActive && !state.configActive) throw new ConfigInactiveError(state.membershipType);
+    const result = state.balance + change.delta;
+    if (result < 0) {
+      if (change.reason === 'consumption')
+        throw new InsufficientQuotaError(state.balance, -change.delta, state.membershipType);
+      throw new NegativeBalanceError(state.balance);
+    }
+    if (result > MAX_BALANCE) throw new BalanceOutOfRangeError(state.balance);
+  }
+
+  private async refuseExisting(s: SqlSession, externalIds: readonly string[], locking = false): Promise<void> {
+    const existing: string[] = [];
+    const lock = locking && s.dialect === 'mysql' ? ' LOCK IN SHARE MODE' : '';
+    for (let start = 0; start < externalIds.length; start += INSERT_CHUNK) {
+      const chunk = externalIds.slice(start, start + INSERT_CHUNK);
+      const rows = await s.rows<{ external_id: string }>(
+        `SELECT external_id FROM members WHERE external_id IN (${marks(chunk.length)})${lock}`,
+        chunk,
+      );
+      existing.push(...rows.map((r) => r.external_id));
+    }
+    if (existing.length > 0) throw new MembersExistError(existing.sort());
+  }
+}
+
+function marks(count: number): string {
+  return new Array<string>(count).fill('?').join(', ');
+}

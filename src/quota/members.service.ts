@@ -1,0 +1,151 @@
+import { Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import { actorId, type Actor } from './actor';
+import { NotFoundError, ValidationFailedError } from '../common/app-error';
+import { LedgerService, type NewAccount } from './ledger.service';
+import { sqlTimestamp, QuotaDatabase, type SqlSession } from './quota-database';
+import { MEMBER_COLUMNS, memberJson, toMember, type MemberRow, type MemberView } from './quota.views';
+
+export interface MemberChanges {
+  readonly membershipType?: string;
+  readonly isActive?: boolean;
+}
+
+export interface MemberPage {
+  readonly members: MemberView[];
+  readonly total: number;
+}
+
+@Injectable()
+export class MembersService {
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly ledger: LedgerService,
+    private readonly audit: AuditService,
+  ) {}
+
+  async create(actor: Actor, account: NewAccount): Promise<MemberView> {
+    const [member] = await this.open(actor, [account], false);
+    return member;
+  }
+
+  /** All or nothing: one transaction, refused as a whole if any external id exists or repeats. */
+  async createBatch(actor: Actor, accounts: readonly NewAccount[]): Promise<MemberView[]> {
+    const seen = new Set<string>();
+    const repeated = new Set<string>();
+    for (const account of accounts) {
+      if (seen.has(account.externalId)) repeated.add(account.externalId);
+      seen.add(account.externalId);
+    }
+    if (repeated.size > 0) {
+      throw new ValidationFailedError(
+        [...repeated].sort().map((externalId) => ({
+          field: 'members',
+          message: `external_id "${externalId}" appears more than once`,
+        })),
+      );
+    }
+    return this.open(actor, accounts, true);
+  }
+
+  async list(filter: { membershipType?: string; page: number; perPage: number }): Promise<MemberPage> {
+    const where = filter.membershipType === undefined ? '' : ' WHERE membership_type = ?';
+    const params = filter.membershipType === undefined ? [] : [filter.membershipType];
+    return this.db.read(async (s) => {
+      const count = await s.rows<{ total: unknown }>(`SELECT COUNT(*) AS total FROM members${where}`, params);
+      const rows = await s.rows<MemberRow>(
+        `SELECT ${MEMBER_COLUMNS} FROM members${where} ORDER BY id LIMIT ? OFFSET ?`,
+        [...params, filter.perPage, (filter.page - 1) * filter.perPage],
+      );
+      return { members: rows.map(toMember), total: Number(count[0].total) };
+    });
+  }
+
+  async get(id: string): Promise<MemberView> {
+    const member = await this.db.read((s) => findMember(s, id));
+    if (!member) throw new NotFoundError('Member');
+    return member;
+  }
+
+  /**
+   * A type change shifts the balance by the difference of the two types' max_quota (floored at
+   * 0) through the ledger; `is_active` switches consumption off or on.
+   */
+  async update(actor: Actor, id: string, changes: MemberChanges): Promise<MemberView> {
+    return this.db.transaction(
+      async (s) => {
+        const before = await findMember(s, id, true);
+        if (!before) throw new NotFoundError('Member');
+        let changed = false;
+        if (changes.membershipType !== undefined) {
+          changed = (await this.ledger.changeMembershipType(s, id, changes.membershipType, actorId(actor))) !== null;
+        }
+        if (changes.isActive !== undefined && changes.isActive !== before.isActive) {
+          await s.exec('UPDATE members SET is_active = ?, updated_at = ? WHERE id = ?', [
+            changes.isActive ? 1 : 0,
+            sqlTimestamp(new Date()),
+            id,
+          ]);
+          changed = true;
+        }
+        if (!changed) return before;
+        const after = (await findMember(s, id))!;
+        await this.audit.record(s.manager, {
+          actor,
+          action: 'member.update',
+          entityType: 'member',
+          entityId: id,
+          before: memberJson(before),
+          after: memberJson(after),
+        });
+        return after;
+      },
+      { entityManager: true },
+    );
+  }
+
+  private async open(actor: Actor, accounts: readonly NewAccount[], batch: boolean): Promise<MemberView[]> {
+    return this.db.transaction(
+      async (s) => {
+        const ids = await this.ledger.openAccounts(s, accounts, actorId(actor), { batch });
+        const members = await findMembers(s, ids);
+        for (const member of members) {
+          await this.audit.record(s.manager, {
+            actor,
+            action: 'member.create',
+            entityType: 'member',
+            entityId: member.id,
+            before: null,
+            after: memberJson(member),
+          });
+        }
+        return members;
+      },
+      { entityManager: true },
+    );
+  }
+}
+
+const FETCH_CHUNK = 500;
+
+/** Members by id, in the order of the ids given. */
+async function findMembers(s: SqlSession, ids: readonly string[]): Promise<MemberView[]> {
+  const byId = new Map<string, MemberView>();
+  for (let start = 0; start < ids.length; start += FETCH_CHUNK) {
+    const chunk = ids.slice(start, start + FETCH_CHUNK);
+    const rows = await s.rows<MemberRow>(
+      `SELECT ${MEMBER_COLUMNS} FROM members WHERE id IN (${chunk.map(() => '?').join(', ')})`,
+      chunk,
+    );
+    for (const member of rows.map(toMember)) byId.set(member.id, member);
+  }
+  return ids.map((id) => byId.get(id)!);
+}
+
+export async function findMember(s: SqlSession, id: string, lock = false): Promise<MemberView | null> {
+  const rows = await s.rows<MemberRow>(
+    `SELECT ${MEMBER_COLUMNS} FROM members WHERE id = ?${lock && s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+    [id],
+  );
+  return rows.length === 0 ? null : toMember(rows[0]);
+}

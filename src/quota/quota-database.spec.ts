@@ -1,0 +1,23 @@
+import { dbErrorKind, readTimestamp, sqlTimestamp } from './quota-database';
+
+describe('quota database helpers', () => {
+  it('classifies driver errors of both drivers, wrapped by TypeORM or not', () => {
+    expect(dbErrorKind({ driverError: { errno: 1062 } })).toBe('duplicate');
+    expect(dbErrorKind({ errno: 1213 })).toBe('deadlock');
+    expect(dbErrorKind({ errno: 1205 })).toBe('lock_timeout');
+    expect(dbErrorKind({ errno: 1451 })).toBe('foreign_key');
+    expect(dbErrorKind({ errno: 4025 })).toBe('check');
+    expect(dbErrorKind({ driverError: { code: 'SQLITE_CONSTRAINT_PRIMARYKEY' } })).toBe('duplicate');
+    expect(dbErrorKind({ code: 'SQLITE_CONSTRAINT_FOREIGNKEY' })).toBe('foreign_key');
+    expect(dbErrorKind(new Error('other'))).toBeUndefined();
+    expect(dbErrorKind(undefined)).toBeUndefined();
+  });
+
+  it('writes and reads UTC timestamps with milliseconds', () => {
+    const date = new Date('2026-11-23T10:20:30.456Z');
+    expect(sqlTimestamp(date)).toBe('2026-11-23 10:20:30.456');
+    expect(readTimestamp('2026-11-23 10:20:30.456').toISOString()).toBe(date.toISOString());
+    expect(readTimestamp(date)).toBe(date);
+    expect(() => readTimestamp(5)).toThrow();
+  });
+});

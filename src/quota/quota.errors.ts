@@ -1,0 +1,103 @@
+import { AppError, ValidationFailedError } from '../common/app-error';
+
+/** The quota module's refusals; the problem-details filter renders them, with these statuses. */
+export class InsufficientQuotaError extends AppError {
+  constructor(
+    readonly balance: number,
+    readonly requested: number,
+    /** For metric labels and quota headers; not part of the answer. */
+    readonly membershipType: string,
+    headers?: Readonly<Record<string, string>>,
+  ) {
+    super('insufficient_quota', `The member has ${balance} left; ${requested} was requested.`, {
+      status: 409,
+      extensions: { balance, requested },
+      headers,
+    });
+  }
+}
+
+export class MemberInactiveError extends AppError {
+  constructor(readonly membershipType: string) {
+    super('member_inactive', 'The member is inactive; its quota cannot be used.', { status: 409 });
+  }
+}
+
+export class ConfigInactiveError extends AppError {
+  constructor(readonly membershipType: string) {
+    super('config_inactive', `The quota config of membership type "${membershipType}" is inactive.`, {
+      status: 409,
+      extensions: { membership_type: membershipType },
+    });
+  }
+}
+
+export class NegativeBalanceError extends AppError {
+  constructor(balance: number) {
+    super('negative_balance', `The change would take the balance (${balance}) below 0.`, {
+      status: 422,
+      extensions: { balance },
+    });
+  }
+}
+
+export class BalanceOutOfRangeError extends AppError {
+  constructor(balance: number) {
+    super('balance_out_of_range', `The change would take the balance (${balance}) above 2147483647.`, {
+      status: 422,
+      extensions: { balance },
+    });
+  }
+}
+
+export class IdempotencyKeyMismatchError extends AppError {
+  constructor() {
+    super(
+      'idempotency_key_mismatch',
+      'This Idempotency-Key was already used with a different request; use a new key for a new request.',
+      { status: 422 },
+    );
+  }
+}
+
+export class IdempotencyKeyInUseError extends AppError {
+  constructor() {
+    super('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
+      status: 409,
+      retryAfterSeconds: 1,
+    });
+  }
+}
+
+export class DuplicateMembershipTypeError extends AppError {
+  constructor(membershipType: string) {
+    super('duplicate_membership_type', `A quota config for membership type "${membershipType}" already exists.`, {
+      status: 409,
+      extensions: { membership_type: membershipType },
+    });
+  }
+}
+
+export class ConfigInUseError extends AppError {
+  constructor(membershipType: string) {
+    super('config_in_use', `Members still have membership type "${membershipType}"; move them first.`, {
+      status: 409,
+      extensions: { membership_type: membershipType },
+    });
+  }
+}
+
+export class MembersExistError extends AppError {
+  constructor(externalIds: readonly string[]) {
+    super('member_exists', `${externalIds.length} member(s) with these external ids already exist.`, {
+      status: 409,
+      extensions: { external_ids: externalIds },
+    });
+  }
+}
+
+export class UnknownMembershipTypeError extends ValidationFailedError {
+  constructor(field: string, membershipType: string) {
+    super([{ field, message: `no quota config exists for membership type "${membershipType}"` }]);
+  }
+}

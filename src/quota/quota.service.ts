@@ -1,0 +1,252 @@
+import { Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import type { Principal } from '../auth/principal';
+import { AppError, NotFoundError, ValidationFailedError } from '../common/app-error';
+import { AppConfig } from '../config/app-config';
+import { ConfigCache } from './config-cache';
+import type { AdjustReason } from './dto/quota.dto';
+import type { ResetPeriod } from './entities/quota-config.entity';
+import { IdempotencyService, type IdempotentOperation, type IdempotentRequest } from './idempotency.service';
+import { LedgerService, type LedgerEntry } from './ledger.service';
+import { QuotaMetrics, type ConsumptionResult } from './quota.metrics';
+import { readBoolean, readNullableTimestamp, QuotaDatabase, type TransactionOptions } from './quota-database';
+import { InsufficientQuotaError, type ConfigInactiveError, type MemberInactiveError } from './quota.errors';
+import type { QuotaConfigView } from './quota.views';
+import { nextResetAt } from './reset-schedule';
+
+/** X-Quota-Limit (the type's max_quota), X-Quota-Remaining and X-Quota-Reset (next reset, ISO-8601). */
+export type QuotaHeaders = Readonly<Record<string, string>>;
+
+export interface QuotaChange {
+  readonly entry: LedgerEntry;
+  readonly replayed: boolean;
+  readonly headers: QuotaHeaders;
+}
+
+export interface BalanceView {
+  readonly memberId: string;
+  readonly externalId: string;
+  readonly membershipType: string;
+  readonly balance: number;
+  readonly maxQuota: number;
+  readonly resetPeriod: ResetPeriod;
+  readonly periodStartedAt: Date | null;
+  readonly nextResetAt: Date | null;
+  readonly isActive: boolean;
+  readonly configActive: boolean;
+}
+
+export interface AmountRequest {
+  readonly amount: number;
+  readonly note?: string;
+}
+
+export interface AdjustRequest {
+  readonly delta?: number;
+  readonly newQuota?: number;
+  readonly reason?: AdjustReason;
+  readonly note?: string;
+}
+
+/** Consumption, refunds and admin adjustments of one member's balance, all through the ledger. */
+@Injectable()
+export class QuotaService {
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly ledger: LedgerService,
+    private readonly idempotency: IdempotencyService,
+    private readonly configs: ConfigCache,
+    private readonly audit: AuditService,
+    private readonly metrics: QuotaMetrics,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** A member's token reaches only its own member; any other id answers as if it did not exist. */
+  assertReachable(caller: Principal, memberId: string): void {
+    if (caller.role === 'member' && caller.memberId !== memberId) throw new NotFoundError('Member');
+  }
+
+  ownMemberId(caller: Principal): string {
+    if (!caller.memberId) throw new NotFoundError('Member');
+    return caller.memberId;
+  }
+
+  async balance(caller: Principal, memberId: string): Promise<{ view: BalanceView; headers: QuotaHeaders }> {
+    this.assertReachable(caller, memberId);
+    const rows = await this.db.read((s) =>
+      s.rows<{
+        id: unknown;
+        external_id: string;
+        membership_type: string;
+        quota_balance: number;
+        is_active: unknown;
+        period_started_at: unknown;
+        max_quota: number;
+        reset_period: ResetPeriod;
+        config_active: unknown;
+      }>(
+        `SELECT m.id, m.external_id, m.membership_type, m.quota_balance, m.is_active, m.period_started_at,
+                c.max_quota, c.reset_period, c.is_active AS config_active
+           FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
+          WHERE m.id = ?`,
+        [memberId],
+      ),
+    );
+    if (rows.length === 0) throw new NotFoundError('Member');
+    const row = rows[0];
+    const view: BalanceView = {
+      memberId: String(row.id),
+      externalId: row.external_id,
+      membershipType: row.membership_type,
+      balance: Number(row.quota_balance),
+      maxQuota: Number(row.max_quota),
+      resetPeriod: row.reset_period,
+      periodStartedAt: readNullableTimestamp(row.period_started_at),
+      nextResetAt: nextResetAt(row.reset_period, new Date(), this.config.quota.timezone),
+      isActive: readBoolean(row.is_active),
+      configActive: readBoolean(row.config_active),
+    };
+    return { view, headers: this.headers(view.balance, { maxQuota: view.maxQuota, resetPeriod: view.resetPeriod }) };
+  }
+
+  async consume(caller: Principal, memberId: string, request: AmountRequest, key?: string): Promise<QuotaChange> {
+    this.assertReachable(caller, memberId);
+    try {
+      const change = await this.change(
+        caller,
+        memberId,
+        'consume',
+        { amount: request.amount, note: request.note },
+        key,
+        (s) =>
+          this.ledger.apply(s, {
+            memberId,
+            delta: -request.amount,
+            reason: 'consumption',
+            actor: caller.userId,
+            note: request.note,
+            idempotencyKey: key,
+            requireActive: true,
+          }),
+      );
+      this.countConsumption(change.config?.membershipType, change.replayed ? 'replayed' : 'success');
+      return change;
+    } catch (err) {
+      throw await this.refusedConsumption(err);
+    }
+  }
+
+  async refund(caller: Principal, memberId: string, request: AmountRequest, key?: string): Promise<QuotaChange> {
+    this.assertReachable(caller, memberId);
+    return this.change(caller, memberId, 'refund', { amount: request.amount, note: request.note }, key, (s) =>
+      this.ledger.apply(s, {
+        memberId,
+        delta: request.amount,
+        reason: 'refund',
+        actor: caller.userId,
+        note: request.note,
+        idempotencyKey: key,
+        requireActive: true,
+      }),
+    );
+  }
+
+  /** An operator's correction: `delta` or `new_quota` (exactly one), recorded in the audit log too. */
+  async adjust(caller: Principal, memberId: string, request: AdjustRequest, key?: string): Promise<QuotaChange> {
+    if ((request.delta === undefined) === (request.newQuota === undefined)) {
+      throw new ValidationFailedError([
+        { field: 'delta', message: 'exactly one of delta and new_quota must be given' },
+      ]);
+    }
+    const reason = request.reason ?? 'manual_adjustment';
+    const body = { delta: request.delta, new_quota: request.newQuota, reason, note: request.note };
+    return this.change(
+      caller,
+      memberId,
+      'adjust',
+      body,
+      key,
+      async (s) => {
+        const common = { memberId, reason, actor: caller.userId, note: request.note, idempotencyKey: key };
+        const entry =
+          request.newQuota !== undefined
+            ? await this.ledger.setBalance(s, { ...common, newBalance: request.newQuota })
+            : await this.ledger.apply(s, { ...common, delta: request.delta! });
+        await this.audit.record(s.manager, {
+          actor: caller,
+          action: 'member.adjust',
+          entityType: 'member',
+          entityId: memberId,
+          before: { quota_balance: entry.balanceAfter - entry.delta },
+          after: {
+            quota_balance: entry.balanceAfter,
+            delta: entry.delta,
+            reason,
+            note: request.note ?? null,
+            history_id: entry.historyId,
+          },
+        });
+        return entry;
+      },
+      { entityManager: true },
+    );
+  }
+
+  private async change(
+    caller: Principal,
+    memberId: string,
+    operation: IdempotentOperation,
+    body: Record<string, unknown>,
+    key: string | undefined,
+    work: Parameters<IdempotencyService['run']>[1],
+    options: TransactionOptions = {},
+  ): Promise<QuotaChange & { config: QuotaConfigView | null }> {
+    const request: IdempotentRequest | null =
+      key === undefined ? null : { scope: caller.userId, key, operation, memberId, body };
+    const { entry, replayed } = await this.idempotency.run(request, work, options);
+    const config = await this.configs.byIdOrNull(entry.configId);
+    return { entry, replayed, config, headers: this.headers(entry.balanceAfter, config) };
+  }
+
+  private headers(remaining: number, config: Pick<QuotaConfigView, 'maxQuota' | 'resetPeriod'> | null): QuotaHeaders {
+    const reset = config ? nextResetAt(config.resetPeriod, new Date(), this.config.quota.timezone) : null;
+    return {
+      ...(config ? { 'X-Quota-Limit': String(config.maxQuota) } : {}),
+      'X-Quota-Remaining': String(remaining),
+      ...(reset ? { 'X-Quota-Reset': reset.toISOString() } : {}),
+    };
+  }
+
+  /** Counts a refused consume and gives the refusal its quota headers where the balance is known. */
+  private async refusedConsumption(err: unknown): Promise<unknown> {
+    if (!(err instanceof AppError)) {
+      this.countConsumption(undefined, 'error');
+      return err;
+    }
+    const typed = err as Partial<InsufficientQuotaError | MemberInactiveError | ConfigInactiveError>;
+    const membershipType = typeof typed.membershipType === 'string' ? typed.membershipType : undefined;
+    const results: Record<string, ConsumptionResult> = {
+      insufficient_quota: 'insufficient_quota',
+      member_inactive: 'member_inactive',
+      config_inactive: 'config_inactive',
+      not_found: 'not_found',
+      idempotency_key_in_use: 'idempotency_conflict',
+      idempotency_key_mismatch: 'idempotency_conflict',
+    };
+    this.countConsumption(membershipType, results[err.code] ?? 'error');
+    if (err instanceof InsufficientQuotaError && !err.options.headers) {
+      const config = await this.configs.byTypeOrNull(err.membershipType).catch(() => null);
+      return new InsufficientQuotaError(
+        err.balance,
+        err.requested,
+        err.membershipType,
+        this.headers(err.balance, config),
+      );
+    }
+    return err;
+  }
+
+  private countConsumption(membershipType: string | undefined, result: ConsumptionResult): void {
+    this.metrics.consumptions.inc({ membership_type: membershipType ?? 'unknown', result });
+  }
+}

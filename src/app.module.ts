@@ -7,9 +7,11 @@ import { ProblemDetailsFilter } from './common/problem-details.filter';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { buildDataSourceOptions } from './database/data-source-options';
+import { AnalyticsModule } from './analytics/analytics.module';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { HealthModule } from './health/health.module';
+import { JobsModule } from './jobs/jobs.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { QuotaModule } from './quota/quota.module';
 import { RedisModule } from './redis/redis.module';
@@ -56,6 +58,8 @@ export class AppModule {
         AuditModule,
         AuthModule,
         QuotaModule,
+        JobsModule,
+        AnalyticsModule,
         ...extraModules,
       ],
       providers: [{ provide: APP_FILTER, useFactory: () => new ProblemDetailsFilter(logger) }],

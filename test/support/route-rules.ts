@@ -1,5 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Role } from '../../src/auth/principal';
+import { ANALYTICS_ROUTE_RULES } from './route-rules.analytics';
+import { JOBS_ROUTE_RULES } from './route-rules.jobs';
 import { QUOTA_ROUTE_RULES } from './route-rules.quota';
 
 /**
@@ -25,7 +27,12 @@ export const BASE_ROUTE_RULES: readonly RouteRule[] = [
   { method: 'PATCH', path: '/api/v1/admin/users/:id', allowed: ['admin'] },
 ];
 
-export const ROUTE_RULES: readonly RouteRule[] = [...BASE_ROUTE_RULES, ...QUOTA_ROUTE_RULES];
+export const ROUTE_RULES: readonly RouteRule[] = [
+  ...BASE_ROUTE_RULES,
+  ...QUOTA_ROUTE_RULES,
+  ...JOBS_ROUTE_RULES,
+  ...ANALYTICS_ROUTE_RULES,
+];
 
 export interface AppRoute {
   readonly method: string;

@@ -1,0 +1,3 @@
+import type { EntityClass } from '../database/entity-class';
+
+export const JOBS_ENTITIES: EntityClass[] = [];

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { AppError } from '../common/app-error';
-import { JWT_STRATEGY, JwtStrategy } from './jwt.strategy';
+import { JWT_STRATEGY, JwtStrategy, type Claims } from './jwt.strategy';
 import type { Principal } from './principal';
 
 export const MISSING_TOKEN = () =>
@@ -9,13 +9,52 @@ export const MISSING_TOKEN = () =>
 /** One answer for every bad token: the client learns nothing about why. */
 export const INVALID_TOKEN = () => new AppError('invalid_token', 'The bearer token is invalid, expired or revoked.');
 
-/** Runs the passport-jwt strategy for one request and returns the caller, or throws a 401 AppError. */
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+const VERIFIED_TOKENS_MAX = 10_000;
+
+/**
+ * Runs the passport-jwt strategy for one request and returns the caller, or throws a 401 AppError.
+ *
+ * A token whose signature, algorithm, issuer and audience passport-jwt has accepted is remembered
+ * (a bounded map, oldest evicted first), so a client's next requests skip the HMAC and JSON work.
+ * The expiry is checked again on every use, and the user lookup (active, token version) always
+ * runs, so revocation still takes effect on the very next request.
+ */
 @Injectable()
 export class JwtAuthenticator {
+  private readonly verified = new Map<string, Claims & { exp: number }>();
+
   constructor(private readonly strategy: JwtStrategy) {}
 
-  authenticate(req: Request, res: Response): Promise<Principal> {
-    if (req.headers.authorization === undefined) return Promise.reject(MISSING_TOKEN());
+  async authenticate(req: Request, res: Response): Promise<Principal> {
+    const header = req.headers.authorization;
+    if (header === undefined) throw MISSING_TOKEN();
+    const token = BEARER.exec(header)?.[1];
+    const known = token === undefined ? undefined : this.verified.get(token);
+    if (known) {
+      if (known.exp * 1000 <= Date.now()) {
+        this.verified.delete(token!);
+        throw INVALID_TOKEN();
+      }
+      const principal = await this.strategy.validate(known);
+      if (!principal) throw INVALID_TOKEN();
+      return principal;
+    }
+    const principal = await this.viaPassport(req, res);
+    if (token !== undefined) this.remember(token);
+    return principal;
+  }
+
+  private remember(token: string): void {
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as Claims;
+    if (typeof claims.exp !== 'number') return;
+    if (this.verified.size >= VERIFIED_TOKENS_MAX) {
+      this.verified.delete(this.verified.keys().next().value!);
+    }
+    this.verified.set(token, claims as Claims & { exp: number });
+  }
+
+  private viaPassport(req: Request, res: Response): Promise<Principal> {
     const passport = this.strategy.getPassportInstance();
     return new Promise<Principal>((resolve, reject) => {
       const middleware = passport.authenticate(

@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
-import { InjectRepository } from '@nestjs/typeorm';
+import { createSecretKey } from 'node:crypto';
 import passport from 'passport';
 import { ExtractJwt, Strategy } from 'passport-jwt';
-import type { Repository } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config';
-import type { Principal } from './principal';
+import { directQuery } from '../database/direct-query';
+import type { Principal, Role } from './principal';
 import { JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER } from './token.service';
-import { User } from './user.entity';
 
 export const JWT_STRATEGY = 'jwt';
 
@@ -20,21 +20,32 @@ const passportInstances = new WeakMap<object, passport.Authenticator>();
 
 const USER_ID = /^[1-9]\d{0,18}$/;
 
-interface Claims {
+export interface Claims {
   sub?: unknown;
   ver?: unknown;
   exp?: unknown;
+}
+
+interface UserAccessRow {
+  email: string;
+  role: Role;
+  member_id: string | number | null;
+  is_active: number | boolean | string;
+  token_version: number | string;
 }
 
 @Injectable()
 export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   constructor(
     config: AppConfig,
-    @InjectRepository(User) private readonly users: Repository<User>,
+    private readonly dataSource: DataSource,
   ) {
     super({
       jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
-      secretOrKey: config.jwt.secret,
+      // A KeyObject: given a string or Buffer, jsonwebtoken re-derives the key (after a failed
+      // public-key parse) on every verification. passport-jwt hands it to jsonwebtoken as is; its
+      // typings only predate KeyObject.
+      secretOrKey: createSecretKey(Buffer.from(config.jwt.secret, 'utf8')) as unknown as Buffer,
       algorithms: [JWT_ALGORITHM],
       issuer: JWT_ISSUER,
       audience: JWT_AUDIENCE,
@@ -60,16 +71,18 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   async validate(claims: Claims): Promise<Principal | false> {
     if (typeof claims.exp !== 'number' || typeof claims.sub !== 'string' || !USER_ID.test(claims.sub)) return false;
     if (typeof claims.ver !== 'number' || !Number.isInteger(claims.ver)) return false;
-    const user = await this.users.findOne({
-      select: { id: true, email: true, role: true, memberId: true, isActive: true, tokenVersion: true },
-      where: { id: claims.sub },
-    });
-    if (!user || !user.isActive || user.tokenVersion !== claims.ver) return false;
+    const [user] = await directQuery<UserAccessRow>(
+      this.dataSource,
+      'SELECT email, role, member_id, is_active, token_version FROM users WHERE id = ?',
+      [claims.sub],
+    );
+    const active = user?.is_active === true || user?.is_active === 1 || user?.is_active === '1';
+    if (!user || !active || Number(user.token_version) !== claims.ver) return false;
     return {
-      userId: String(user.id),
+      userId: claims.sub,
       email: user.email,
       role: user.role,
-      memberId: user.memberId === null ? null : String(user.memberId),
+      memberId: user.member_id === null ? null : String(user.member_id),
     };
   }
 }

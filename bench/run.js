@@ -8,7 +8,7 @@
  * (64), BENCH_MEMBERS (100000), BENCH_ROUNDS (1; rounds alternate service and baseline),
  * BENCH_POOL_SIZE (10, both servers), BENCH_THROTTLE_LIMIT (per-user rate limit of the service;
  * default 1000000 per minute: the limiter runs but does not refuse), BENCH_LOG_LEVEL (info),
- * BENCH_KEEP_DB=1, and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
+ * BENCH_KEEP_DB=1, BENCH_SERVICE_NODE_ARGS (e.g. --cpu-prof), and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
  */
 const { spawn } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
@@ -65,8 +65,8 @@ function freePort() {
   });
 }
 
-function start(name, script, args, childEnv) {
-  const child = spawn(process.execPath, [script, ...args], {
+function start(name, script, args, childEnv, nodeArgs = []) {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     cwd: ROOT,
     env: { PATH: env.PATH || '', ...childEnv },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -239,7 +239,9 @@ async function main() {
     serviceEnv,
   );
 
-  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv);
+  // BENCH_SERVICE_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the service.
+  const serviceNodeArgs = (env.BENCH_SERVICE_NODE_ARGS || '').split(' ').filter(Boolean);
+  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, serviceNodeArgs);
   const baseline = start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
     PORT: String(baselinePort),
     DB_HOST: settings.db.host,

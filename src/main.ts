@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { createApp } from './app.factory';
-import { createRootLogger } from './common/logging';
+import { createRootLogger, flushLogs } from './common/logging';
 import { AppConfig, ConfigError } from './config/app-config';
 import { loadConfigFromProcess } from './config/config.module';
 import { LifecycleState } from './health/lifecycle-state';
@@ -33,10 +33,11 @@ function installShutdown(app: INestApplication, config: AppConfig, logger: Logge
       if (config.shutdown.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.shutdown.drainDelayMs));
       await app.close();
       logger.info('shutdown complete');
-      logger.flush();
+      await flushLogs(logger);
       process.exit(0);
     } catch (err) {
       logger.error({ err }, 'error during shutdown');
+      await flushLogs(logger);
       process.exit(1);
     }
   };

@@ -22,13 +22,23 @@ const REDACTED_PATHS = [
 const QUIET_PATHS = new Set(['/api/v1/health/live', '/api/v1/health/ready', '/metrics']);
 
 export function createRootLogger(config: Pick<AppConfig, 'logLevel'>): Logger {
-  return pino({
-    level: config.logLevel,
-    base: { service: 'quota-service' },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-  });
+  return pino(
+    {
+      level: config.logLevel,
+      base: { service: 'quota-service' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    },
+    // Asynchronous writes: a synchronous write per access-log line cost a fifth of the CPU of a
+    // consume request. Lines written while one write is in flight go out together.
+    config.logLevel === 'silent' ? undefined : pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+/** Writes out buffered log lines; call before process.exit. */
+export function flushLogs(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()));
 }
 
 export function createHttpLogger(logger: Logger): HttpLogger {

@@ -1,25 +1,8 @@
-import type { AppConfig } from '../config/app-config';
+import type { CliCommand } from './command';
 import { quotaVerifyCommand } from './quota-verify.command';
 import { userCreateCommand } from './user-create.command';
 
-/** What a command gets: the validated config, its streams, and a way to reach the database. */
-export interface CliContext {
-  readonly config: AppConfig;
-  readonly stdin: NodeJS.ReadStream;
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-}
-
-export interface CliCommand {
-  readonly name: string;
-  readonly summary: string;
-  readonly usage: string;
-  /** Resolves to the process exit code. */
-  run(args: readonly string[], context: CliContext): Promise<number>;
-}
-
-/** Wrong arguments: main prints the command's usage and exits with status 2. */
-export class UsageError extends Error {}
-
 /** Every CLI command; a new one is one more entry here. */
 export const COMMANDS: readonly CliCommand[] = [userCreateCommand, quotaVerifyCommand];
+
+export { UsageError, type CliCommand, type CliContext } from './command';

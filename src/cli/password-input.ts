@@ -1,4 +1,4 @@
-import { UsageError } from './commands';
+import { UsageError } from './command';
 
 /** Reads a password without echoing it, for a person typing at a terminal. */
 function promptHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string): Promise<string> {

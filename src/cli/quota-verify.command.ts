@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { DataSource } from 'typeorm';
 import { buildDataSourceOptions } from '../database/data-source-options';
 import { checkLedger, type IntegrityReport } from '../quota/integrity';
-import { UsageError, type CliCommand } from './commands';
+import { UsageError, type CliCommand } from './command';
 
 /** The ledger check of GET /admin/quota/integrity, for a DataSource that is already initialised. */
 export function runQuotaVerify(dataSource: DataSource, memberId?: string): Promise<IntegrityReport> {

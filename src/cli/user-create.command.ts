@@ -9,7 +9,7 @@ import { User } from '../auth/user.entity';
 import { UsersService } from '../auth/users.service';
 import { AppError } from '../common/app-error';
 import { buildDataSourceOptions } from '../database/data-source-options';
-import { UsageError, type CliCommand } from './commands';
+import { UsageError, type CliCommand } from './command';
 import { readPassword } from './password-input';
 
 function describe(errors: readonly ValidationError[]): string[] {

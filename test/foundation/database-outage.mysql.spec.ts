@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { bearer, loginAs } from '../support/auth';
 import { freePort, waitFor } from '../support/service-process';
 import { TcpProxy } from '../support/tcp-proxy';
 import { startTestApp, type TestApp } from '../support/test-app';
@@ -26,6 +27,8 @@ describe('a database that goes away and comes back', () => {
 
   it('turns readiness to 503 within seconds, answers quickly, and recovers without a restart', async () => {
     await request(t.server).get('/api/v1/health/ready').expect(200);
+    const { token } = await loginAs(t, 'admin');
+    await request(t.server).get('/api/v1/auth/me').set(bearer(token)).expect(200);
 
     await proxy.stop();
     const downSince = Date.now();
@@ -43,12 +46,22 @@ describe('a database that goes away and comes back', () => {
     expect(seed.body).toMatchObject({ status: 'unhealthy', database: 'disconnected', quota_system: 'degraded' });
     expect(JSON.stringify(seed.body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|3306/);
 
+    // A request that needs the database fails fast with a problem, not a hang or a 500.
+    const askedAt = Date.now();
+    const me = await request(t.server).get('/api/v1/auth/me').set(bearer(token));
+    expect(me.status).toBe(503);
+    expect(me.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(me.body.code).toBe('database_unavailable');
+    expect(me.headers['retry-after']).toBe('5');
+    expect(Date.now() - askedAt).toBeLessThan(4000);
+
     // Liveness never depends on the database, so the orchestrator does not restart the pod.
     await request(t.server).get('/api/v1/health/live').expect(200);
 
     await proxy.start();
     await waitFor(async () => (await request(t.server).get('/api/v1/health/ready')).status === 200, 10_000);
     const healthy = await request(t.server).get('/api/v1/health').expect(200);
+    await request(t.server).get('/api/v1/auth/me').set(bearer(token)).expect(200);
     expect(healthy.body).toMatchObject({ status: 'healthy', database: 'connected' });
   });
 });

@@ -1,5 +1,6 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Server } from 'node:http';
+import { Redis } from 'ioredis';
 import { createApp } from '../../src/app.factory';
 import type { AppModuleOptions } from '../../src/app.module';
 import { createRootLogger } from '../../src/common/logging';
@@ -35,6 +36,24 @@ export interface StartOptions {
   readonly extraModules?: AppModuleOptions['extraModules'];
 }
 
+/** Removes every key a test app wrote: its own prefix and the BullMQ hash-tag form of it. */
+export async function deleteRedisKeys(prefix: string): Promise<void> {
+  const client = new Redis({ host: redisServer.host, port: redisServer.port, lazyConnect: true });
+  try {
+    await client.connect();
+    for (const pattern of [`${prefix}:*`, `{${prefix}}*`]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+        if (keys.length > 0) await client.del(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    }
+  } finally {
+    client.disconnect();
+  }
+}
+
 /** Boots the real application (same factory as main.ts) on a fresh database. */
 export async function startTestApp(options: StartOptions = {}): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase(testDriver));
@@ -47,6 +66,7 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     database,
     close: async () => {
       await app.close();
+      if (config.redis) await deleteRedisKeys(config.redis.prefix);
       if (!options.database) await database.drop();
     },
   };

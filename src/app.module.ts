@@ -58,7 +58,7 @@ export class AppModule {
         AuditModule,
         AuthModule,
         QuotaModule,
-        JobsModule,
+        JobsModule.forRoot(config),
         AnalyticsModule,
         ...extraModules,
       ],

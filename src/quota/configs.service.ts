@@ -1,8 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import type { Actor } from './actor';
-import { NotFoundError, ValidationFailedError } from '../common/app-error';
+import { actorId, type Actor } from './actor';
+import { NotFoundError } from '../common/app-error';
 import { ConfigCache } from './config-cache';
+import { OperationRecorder } from './ledger-bulk.service';
 import type { ConfigApplyMode } from './dto/config.dto';
 import type { ResetPeriod } from './entities/quota-config.entity';
 import { dbErrorKind, sqlTimestamp, QuotaDatabase, type SqlSession } from './quota-database';
@@ -31,6 +32,7 @@ export class ConfigsService {
     private readonly db: QuotaDatabase,
     private readonly audit: AuditService,
     private readonly cache: ConfigCache,
+    private readonly operations: OperationRecorder,
   ) {}
 
   async list(filter: { isActive?: boolean }): Promise<QuotaConfigView[]> {
@@ -94,18 +96,15 @@ export class ConfigsService {
 
   /**
    * Changes a config. Members keep their balances until their next reset (`apply: next_reset`);
-   * `delta` and `reset` propagate to every member as a background operation, which is not
-   * available yet and is refused.
+   * `delta` and `reset` propagate to every member as a background operation (reason
+   * config_change), recorded in the same transaction as the change and queued once committed.
    */
-  async update(actor: Actor, id: string, changes: ConfigChanges): Promise<QuotaConfigView> {
-    if (changes.apply !== undefined && changes.apply !== 'next_reset') {
-      throw new ValidationFailedError([
-        {
-          field: 'apply',
-          message: 'apply must be next_reset: propagating a change to members (delta, reset) is not available yet',
-        },
-      ]);
-    }
+  async update(
+    actor: Actor,
+    id: string,
+    changes: ConfigChanges,
+  ): Promise<QuotaConfigView & { readonly operationId?: string }> {
+    const propagate = changes.apply === 'delta' || changes.apply === 'reset';
     const sets: string[] = [];
     const params: unknown[] = [];
     const set = (column: string, value: unknown) => {
@@ -121,23 +120,44 @@ export class ConfigsService {
       async (s) => {
         const before = await this.find(s, id, true);
         if (!before) throw new NotFoundError('Quota config');
-        if (sets.length === 0) return before;
-        set('updated_at', sqlTimestamp(new Date()));
-        await s.exec(`UPDATE member_quota_config SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
+        if (sets.length === 0 && !propagate) return before;
+        if (sets.length > 0) {
+          set('updated_at', sqlTimestamp(new Date()));
+          await s.exec(`UPDATE member_quota_config SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
+        }
         const after = (await this.find(s, id))!;
+        const operationId = propagate
+          ? await this.operations.record(s, {
+              kind: 'config_propagation',
+              selection: { kind: 'membership_type', membershipType: after.membershipType },
+              mode: changes.apply === 'delta' ? 'delta' : 'set',
+              value: changes.apply === 'delta' ? after.maxQuota - before.maxQuota : after.maxQuota,
+              reason: 'config_change',
+              note: `config ${id} ${changes.apply}: max_quota ${before.maxQuota} -> ${after.maxQuota}`,
+              payload: {
+                config_id: id,
+                apply: changes.apply,
+                max_quota_before: before.maxQuota,
+                max_quota: after.maxQuota,
+              },
+              requestedBy: actorId(actor),
+              configId: id,
+            })
+          : undefined;
         await this.audit.record(s.manager, {
           actor,
           action: 'quota_config.update',
           entityType: 'quota_config',
           entityId: id,
           before: configJson(before),
-          after: { ...configJson(after), apply: changes.apply ?? 'next_reset' },
+          after: { ...configJson(after), apply: changes.apply ?? 'next_reset', operation_id: operationId ?? null },
         });
-        return after;
+        return operationId === undefined ? after : { ...after, operationId };
       },
       { entityManager: true },
     );
     this.cache.invalidate();
+    if ('operationId' in updated && updated.operationId) this.operations.announce(updated.operationId);
     return updated;
   }
 

@@ -6,6 +6,7 @@ import { ConfigsService } from './configs.service';
 import { ConsumptionController } from './consumption.controller';
 import { HistoryService } from './history.service';
 import { IdempotencyService } from './idempotency.service';
+import { LedgerBulkService, OperationRecorder } from './ledger-bulk.service';
 import { LedgerService } from './ledger.service';
 import { MembersController } from './members.controller';
 import { MembersService } from './members.service';
@@ -20,12 +21,22 @@ import { QuotaService } from './quota.service';
     QuotaDatabase,
     ConfigCache,
     LedgerService,
+    LedgerBulkService,
+    OperationRecorder,
     IdempotencyService,
     ConfigsService,
     MembersService,
     QuotaService,
     HistoryService,
   ],
-  exports: [LedgerService, QuotaDatabase, QuotaService, MembersService, ConfigsService],
+  exports: [
+    LedgerService,
+    LedgerBulkService,
+    OperationRecorder,
+    QuotaDatabase,
+    QuotaService,
+    MembersService,
+    ConfigsService,
+  ],
 })
 export class QuotaModule {}

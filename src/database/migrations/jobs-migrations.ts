@@ -1,4 +1,5 @@
+import { Operations1763900300000 } from './1763900300000-Operations';
 import type { MigrationClass } from './migration-class';
 
 /** Migrations of the jobs module (background operations). */
-export const JOBS_MIGRATIONS: MigrationClass[] = [];
+export const JOBS_MIGRATIONS: MigrationClass[] = [Operations1763900300000];

@@ -1,0 +1,184 @@
+import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from '../common/logger.token';
+import { AppConfig } from '../config/app-config';
+import type { HistoryReason } from '../quota/entities/quota-history.entity';
+import { LedgerBulkService, type BulkChunkResult } from '../quota/ledger-bulk.service';
+import { QuotaDatabase, sqlTimestamp } from '../quota/quota-database';
+import { JobsMetrics } from './jobs.metrics';
+import {
+  OPERATION_COLUMNS,
+  toOperation,
+  type Operation,
+  type OperationRow,
+  type OperationStatus,
+} from './operation.view';
+
+/** A chunk is tried this many times in a row (with backoff) before the attempt gives up. */
+const CHUNK_TRIES = 3;
+const CHUNK_BACKOFF_MS = 200;
+
+export interface RunOptions {
+  /** The queue will not retry after this attempt: a chunk that still fails marks the operation failed. */
+  readonly finalAttempt: boolean;
+}
+
+/** Another runner advanced the cursor while this one waited for the chunk's locks. */
+class CursorMoved extends Error {}
+
+export async function loadOperation(db: QuotaDatabase, id: string): Promise<Operation | null> {
+  const rows = await db.read((s) =>
+    s.rows<OperationRow>(`SELECT ${OPERATION_COLUMNS} FROM quota_operations WHERE id = ?`, [id]),
+  );
+  return rows.length === 0 ? null : toOperation(rows[0]);
+}
+
+/**
+ * Runs an operation chunk by chunk from its cursor. The same code runs under BullMQ and the
+ * in-process driver. Each chunk is one transaction that applies the ledger change and advances the
+ * operation's cursor and counters, so progress is exact and a re-run resumes where the last
+ * committed chunk ended. Cancellation and shutdown are honoured between chunks.
+ */
+@Injectable()
+export class OperationRunner implements BeforeApplicationShutdown {
+  private stopping = false;
+  private readonly running = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly bulk: LedgerBulkService,
+    private readonly metrics: JobsMetrics,
+    private readonly config: AppConfig,
+    @Inject(ROOT_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  async run(operationId: string, options: RunOptions): Promise<void> {
+    const run = this.runOnce(operationId, options);
+    this.running.add(run);
+    try {
+      await run;
+    } finally {
+      this.running.delete(run);
+    }
+  }
+
+  /** SIGTERM: let the current chunk finish, then stop; the operation stays `running` and is resumed later. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled([...this.running]);
+  }
+
+  private async runOnce(operationId: string, options: RunOptions): Promise<void> {
+    let op = await loadOperation(this.db, operationId);
+    if (!op) {
+      this.logger.warn({ operationId }, 'job for an unknown operation ignored');
+      return;
+    }
+    if (op.status !== 'queued' && op.status !== 'running') return;
+    if (op.cancelRequested) {
+      await this.finish(op, 'cancelled');
+      return;
+    }
+    const now = sqlTimestamp(new Date());
+    await this.db.transaction((s) =>
+      s.exec(
+        `UPDATE quota_operations SET status = 'running', started_at = COALESCE(started_at, ?), attempts = attempts + 1, updated_at = ?
+          WHERE id = ? AND status IN ('queued', 'running')`,
+        [now, now, op!.id],
+      ),
+    );
+    this.logger.info({ operationId, kind: op.kind, cursor: op.lastMemberId }, 'operation running');
+
+    for (;;) {
+      if (this.stopping) {
+        this.logger.info({ operationId, cursor: op.lastMemberId }, 'shutting down: operation left to resume later');
+        return;
+      }
+      const current = await loadOperation(this.db, operationId);
+      if (!current || (current.status !== 'running' && current.status !== 'queued')) return;
+      op = current;
+      if (op.cancelRequested) {
+        await this.finish(op, 'cancelled');
+        return;
+      }
+      let result: BulkChunkResult;
+      try {
+        result = await this.chunkWithRetries(op);
+      } catch (err) {
+        if (err instanceof CursorMoved) continue;
+        if (!options.finalAttempt) throw err;
+        const message = err instanceof Error ? err.message : String(err);
+        this.logger.error({ err, operationId, cursor: op.lastMemberId }, 'operation failed');
+        await this.finish(
+          op,
+          'failed',
+          `chunk after member ${op.lastMemberId} failed ${CHUNK_TRIES} times (${op.processed} of ${op.total} processed): ${message}`.slice(
+            0,
+            1000,
+          ),
+        );
+        return;
+      }
+      if (result.processed === 0) {
+        await this.finish(op, 'completed');
+        return;
+      }
+    }
+  }
+
+  private async chunkWithRetries(op: Operation): Promise<BulkChunkResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction(async (s) => {
+          const result = await this.bulk.applyChunk(s, {
+            operationId: op.id,
+            selection:
+              op.selection === 'membership_type'
+                ? { kind: 'membership_type', membershipType: op.membershipType! }
+                : { kind: 'member_ids' },
+            afterId: op.lastMemberId,
+            limit: this.config.jobs.chunkSize,
+            mode: op.mode,
+            value: op.value,
+            reason: op.reason as HistoryReason,
+            actor: op.requestedBy,
+            note: op.note,
+            periodStartedAt: op.periodStartedAt,
+          });
+          if (result.processed === 0) return result;
+          const advanced = await s.exec(
+            `UPDATE quota_operations SET processed = processed + ?, changed = changed + ?, last_member_id = ?, updated_at = ?
+              WHERE id = ? AND last_member_id = ?`,
+            [result.processed, result.changed, result.lastMemberId, sqlTimestamp(new Date()), op.id, op.lastMemberId],
+          );
+          if (advanced.affected !== 1) throw new CursorMoved();
+          return result;
+        });
+      } catch (err) {
+        if (err instanceof CursorMoved || attempt >= CHUNK_TRIES) throw err;
+        this.logger.warn({ err, operationId: op.id, attempt }, 'operation chunk failed; retrying');
+        await new Promise((r) => setTimeout(r, CHUNK_BACKOFF_MS * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  private async finish(op: Operation, status: OperationStatus, error: string | null = null): Promise<void> {
+    const now = new Date();
+    const result = await this.db.transaction((s) =>
+      s.exec(
+        `UPDATE quota_operations SET status = ?, error = ?, failed = CASE WHEN ? = 'failed' AND total > processed THEN total - processed ELSE failed END,
+                cancel_requested = CASE WHEN ? = 'cancelled' THEN 1 ELSE cancel_requested END, finished_at = ?, updated_at = ?
+          WHERE id = ? AND status IN ('queued', 'running')`,
+        [status, error, status, status, sqlTimestamp(now), sqlTimestamp(now), op.id],
+      ),
+    );
+    if (result.affected !== 1) return;
+    const started = op.startedAt ?? op.createdAt;
+    this.metrics.duration.observe({ kind: op.kind, status }, Math.max(0, now.getTime() - started.getTime()) / 1000);
+    this.logger.info({ operationId: op.id, kind: op.kind, status }, 'operation finished');
+  }
+}

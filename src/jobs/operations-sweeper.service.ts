@@ -1,0 +1,115 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from '../common/logger.token';
+import { AppConfig } from '../config/app-config';
+import { OperationRecorder } from '../quota/ledger-bulk.service';
+import { QuotaDatabase } from '../quota/quota-database';
+import { QueueDriver } from './queue-driver';
+import { ResetScheduler } from './reset-scheduler.service';
+
+const SWEEP_BATCH = 1000;
+/** The HTTP answer does not wait longer than this for the queue; the sweep queues what did not make it. */
+const ENQUEUE_TIMEOUT_MS = 2000;
+
+/**
+ * Keeps the queue in line with the database. Every process queues the operations it records; a
+ * process that consumes jobs also, at start-up and periodically, queues again every operation that
+ * is queued or running in the database without a live job (Redis restarted empty, a lost enqueue),
+ * and runs the reset tick (the embedded mode's only scheduler; a catch-up with BullMQ).
+ */
+@Injectable()
+export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly queue: QueueDriver,
+    private readonly resets: ResetScheduler,
+    private readonly recorder: OperationRecorder,
+    private readonly config: AppConfig,
+    @Inject(ROOT_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  get consumes(): boolean {
+    return this.config.role !== 'api';
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.recorder.onAnnounce((id) => void this.enqueueQuietly(id));
+    if (!this.consumes) return;
+    if (this.config.redis) {
+      await this.queue.scheduleResetTick(this.config.jobs.resetTickMs).catch((err: unknown) => {
+        this.logger.warn({ err }, 'could not schedule the reset tick; the sweep retries');
+      });
+    } else {
+      this.every(this.config.jobs.resetTickMs, () => this.resets.tick());
+    }
+    this.every(this.config.jobs.sweepIntervalMs, () => this.sweep());
+    // Start-up: catch up a missed reset and pick up whatever a previous process left unfinished.
+    void this.guard('start-up sweep', async () => {
+      await this.resets.tick();
+      await this.sweep();
+    });
+  }
+
+  onApplicationShutdown(): void {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+  }
+
+  /** Queues every unfinished operation again (a no-op for those whose job waits or runs). */
+  async sweep(): Promise<number> {
+    let after = '0';
+    let queued = 0;
+    for (;;) {
+      const rows = await this.db.read((s) =>
+        s.rows<{ id: unknown }>(
+          "SELECT id FROM quota_operations WHERE status IN ('queued', 'running') AND id > ? ORDER BY id LIMIT ?",
+          [after, SWEEP_BATCH],
+        ),
+      );
+      for (const row of rows) {
+        await this.queue.enqueue(String(row.id));
+        queued++;
+      }
+      if (rows.length < SWEEP_BATCH) return queued;
+      after = String(rows[rows.length - 1].id);
+    }
+  }
+
+  /** Queues a freshly recorded operation; failures are logged, never surfaced (the row is what counts). */
+  async enqueueQuietly(operationId: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.queue.enqueue(operationId),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${ENQUEUE_TIMEOUT_MS} ms`)), ENQUEUE_TIMEOUT_MS);
+        }),
+      ]);
+    } catch (err) {
+      this.logger.warn({ err, operationId }, 'could not queue the operation now; the sweep will');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private every(ms: number, work: () => Promise<unknown>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void this.guard('periodic job work', work).finally(() => (busy = false));
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private async guard(what: string, work: () => Promise<unknown>): Promise<void> {
+    try {
+      await work();
+    } catch (err) {
+      this.logger.warn({ err }, `${what} failed`);
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import { InjectQueue } from '@nestjs/bullmq';
+import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
+import type { Queue } from 'bullmq';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from '../common/logger.token';
+import { AppConfig } from '../config/app-config';
+import {
+  JOB_ATTEMPTS,
+  JOB_BACKOFF_MS,
+  JobName,
+  OPERATIONS_QUEUE,
+  RESET_TICK_SCHEDULER_ID,
+  operationJobId,
+} from './jobs.constants';
+import { OperationRunner } from './operation-runner.service';
+
+/**
+ * Where operation jobs go: BullMQ when REDIS_HOST is set, an in-process queue otherwise. Both run
+ * the same OperationRunner; the database row, not the queue, is the source of truth.
+ */
+export abstract class QueueDriver {
+  /** Queues a run of the operation unless one is already waiting or running. */
+  abstract enqueue(operationId: string): Promise<void>;
+  /** Consumer side: makes sure the periodic reset tick is scheduled (once, however many instances). */
+  abstract scheduleResetTick(everyMs: number): Promise<void>;
+}
+
+@Injectable()
+export class BullQueueDriver extends QueueDriver {
+  constructor(@InjectQueue(OPERATIONS_QUEUE) private readonly queue: Queue) {
+    super();
+  }
+
+  async enqueue(operationId: string): Promise<void> {
+    const jobId = operationJobId(operationId);
+    const existing = await this.queue.getJob(jobId);
+    if (existing) {
+      const state = await existing.getState();
+      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
+      // A finished job keeps its id: remove it so the operation (still unfinished in the database) runs again.
+      await existing.remove().catch(() => undefined);
+    }
+    await this.queue.add(
+      JobName.RunOperation,
+      { operationId },
+      {
+        jobId,
+        attempts: JOB_ATTEMPTS,
+        backoff: { type: 'exponential', delay: JOB_BACKOFF_MS },
+        removeOnComplete: true,
+        removeOnFail: 100,
+      },
+    );
+  }
+
+  async scheduleResetTick(everyMs: number): Promise<void> {
+    await this.queue.upsertJobScheduler(
+      RESET_TICK_SCHEDULER_ID,
+      { every: everyMs },
+      { name: JobName.ResetTick, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    );
+  }
+}
+
+/**
+ * The embedded mode's queue: one operation at a time in this process, with the same retries and
+ * backoff as the BullMQ jobs. Only processes whose role consumes jobs run anything.
+ */
+@Injectable()
+export class InProcessQueueDriver extends QueueDriver implements BeforeApplicationShutdown {
+  private readonly pending: string[] = [];
+  private readonly known = new Set<string>();
+  private draining: Promise<void> | null = null;
+  private stopped = false;
+  private readonly consumes: boolean;
+
+  constructor(
+    private readonly runner: OperationRunner,
+    config: AppConfig,
+    @Inject(ROOT_LOGGER) private readonly logger: Logger,
+  ) {
+    super();
+    this.consumes = config.role !== 'api';
+  }
+
+  enqueue(operationId: string): Promise<void> {
+    if (!this.consumes || this.stopped || this.known.has(operationId)) return Promise.resolve();
+    this.known.add(operationId);
+    this.pending.push(operationId);
+    this.kick();
+    return Promise.resolve();
+  }
+
+  /** The embedded mode ticks with a timer (see ResetScheduler); nothing to schedule. */
+  scheduleResetTick(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    await this.draining;
+  }
+
+  private kick(): void {
+    if (this.draining || this.stopped) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = null;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 && !this.stopped && !this.runner.isStopping) {
+      const operationId = this.pending.shift()!;
+      try {
+        for (let attempt = 1; attempt <= JOB_ATTEMPTS && !this.runner.isStopping; attempt++) {
+          try {
+            await this.runner.run(operationId, { finalAttempt: attempt === JOB_ATTEMPTS });
+            break;
+          } catch (err) {
+            this.logger.warn({ err, operationId, attempt }, 'operation attempt failed');
+            if (attempt < JOB_ATTEMPTS) await new Promise((r) => setTimeout(r, JOB_BACKOFF_MS * 2 ** (attempt - 1)));
+          }
+        }
+      } finally {
+        this.known.delete(operationId);
+      }
+    }
+  }
+}

@@ -1,7 +1,7 @@
 import { NotFoundException, RequestMethod, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { NextFunction, Request, Response } from 'express';
+import { json, type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module';
@@ -9,6 +9,7 @@ import { HttpMetrics } from './metrics/http-metrics';
 import { createHttpLogger, PinoNestLogger } from './common/logging';
 import { ProblemDetailsFilter } from './common/problem-details.filter';
 import { createValidationPipe } from './common/validation';
+import { setupApiDocs } from './openapi/setup';
 import type { AppConfig } from './config/app-config';
 
 export const API_PREFIX = 'api/v1';
@@ -32,6 +33,14 @@ function configureHttp(app: NestExpressApplication, config: AppConfig, logger: L
   app.use(createHttpLogger(logger));
   app.use(helmet());
   app.use(app.get(HttpMetrics).middleware);
+  if (config.role === 'worker') {
+    // A worker serves only what Kubernetes and Prometheus need; every business route is 404.
+    const filter = new ProblemDetailsFilter(logger);
+    app.use((req: Request, res: Response, next: NextFunction) => {
+      if (req.path === '/metrics' || req.path.startsWith(`/${API_PREFIX}/health`)) return next();
+      filter.handle(new NotFoundException(), req, res);
+    });
+  }
   if (config.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.corsOrigins.includes('*') ? '*' : [...config.corsOrigins],
@@ -41,6 +50,9 @@ function configureHttp(app: NestExpressApplication, config: AppConfig, logger: L
       maxAge: 600,
     });
   }
+  // Bulk adjustments carry up to 100,000 ids: their route alone gets the larger limit. A body
+  // parsed here is marked as parsed, so the global parser below leaves it alone.
+  app.use(`/${API_PREFIX}/admin/quota/bulk-adjust`, json({ limit: config.bulkBodyLimitBytes, strict: true }));
   app.useBodyParser('json', { limit: config.bodyLimitBytes, strict: true });
   app.setGlobalPrefix(API_PREFIX, { exclude: [{ path: 'metrics', method: RequestMethod.GET }] });
   app.useGlobalPipes(createValidationPipe());
@@ -59,6 +71,7 @@ export async function createApp(
   });
   configureHttp(app, config, logger);
   await app.init();
+  if (config.apiDocsEnabled) setupApiDocs(app, config);
   // Paths outside the API prefix, and errors raised before Nest's router, still get problem+json.
   const filter = new ProblemDetailsFilter(logger);
   app.use((req: Request, res: Response) => filter.handle(new NotFoundException(), req, res));

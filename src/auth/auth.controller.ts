@@ -1,4 +1,5 @@
 import { Body, Controller, Get, Header, HttpCode, Post, Req } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import { LoginRateLimit } from '../throttle/throttle.decorators';
 import { AuthService } from './auth.service';
@@ -6,8 +7,12 @@ import { CurrentPrincipal, Public, Roles } from './decorators';
 import { LoginDto } from './dto/login.dto';
 import { ROLES, type Principal } from './principal';
 import { UsersService } from './users.service';
+import { ApiDataResponse } from '../openapi/decorators';
+import { ApiProblems } from '../openapi/problems';
+import { LoginResultSchema, UserSchema } from '../openapi/schemas';
 import { userView } from './user.view';
 
+@ApiTags('auth')
 @Controller('auth')
 export class AuthController {
   constructor(
@@ -16,6 +21,9 @@ export class AuthController {
   ) {}
 
   @Post('login')
+  @ApiOperation({ summary: 'Log in: exchange an email and password for a bearer token' })
+  @ApiDataResponse(LoginResultSchema)
+  @ApiProblems('invalid_credentials', 'account_locked')
   @Public()
   @LoginRateLimit()
   @HttpCode(200)
@@ -25,6 +33,8 @@ export class AuthController {
   }
 
   @Get('me')
+  @ApiOperation({ summary: 'The authenticated user' })
+  @ApiDataResponse(UserSchema)
   @Roles(...ROLES)
   async me(@CurrentPrincipal() principal: Principal) {
     return { data: userView(await this.users.get(principal.userId)) };

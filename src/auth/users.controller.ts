@@ -1,4 +1,8 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
+import { ApiProblems } from '../openapi/problems';
+import { UserSchema } from '../openapi/schemas';
 import { CurrentPrincipal, Roles } from './decorators';
 import { CreateUserDto, ListUsersQuery, UpdateUserDto } from './dto/user.dto';
 import { UserIdPipe } from './id-param.pipe';
@@ -8,12 +12,16 @@ import { userView } from './user.view';
 
 const DEFAULT_PER_PAGE = 20;
 
+@ApiTags('users')
 @Controller('admin/users')
 @Roles('admin')
 export class UsersController {
   constructor(private readonly users: UsersService) {}
 
   @Get()
+  @ApiOperation({ summary: 'List users' })
+  @ApiPageResponse(UserSchema)
+  @ApiProblems('validation_failed')
   async list(@Query() query: ListUsersQuery) {
     const page = query.page ?? 1;
     const perPage = query.per_page ?? DEFAULT_PER_PAGE;
@@ -27,6 +35,9 @@ export class UsersController {
   }
 
   @Post()
+  @ApiOperation({ summary: 'Create a user (a `member` user needs member_id)' })
+  @ApiDataResponse(UserSchema, { status: 201, description: 'Created' })
+  @ApiProblems('email_taken')
   @HttpCode(201)
   async create(@CurrentPrincipal() actor: Principal, @Body() body: CreateUserDto) {
     const user = await this.users.create(actor, {
@@ -39,6 +50,9 @@ export class UsersController {
   }
 
   @Patch(':id')
+  @ApiOperation({ summary: "Change a user's role, active flag or password (existing tokens stop working)" })
+  @ApiDataResponse(UserSchema)
+  @ApiProblems('not_found', 'last_admin')
   async update(@CurrentPrincipal() actor: Principal, @Param('id', UserIdPipe) id: string, @Body() body: UpdateUserDto) {
     const user = await this.users.update(actor, id, {
       role: body.role,

@@ -1,10 +1,13 @@
 import { Controller, Get, HttpCode, Res } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Public } from '../auth/decorators';
 import { NoRateLimit } from '../throttle/throttle.decorators';
 import { HealthService } from './health.service';
+import { LivenessSchema, ReadinessSchema, SeedHealthSchema } from '../openapi/schemas';
 
 /** Probes and the seed's /health: no auth, never rate limited, never cached. */
+@ApiTags('health')
 @Controller('health')
 @Public()
 @NoRateLimit()
@@ -12,6 +15,9 @@ export class HealthController {
   constructor(private readonly health: HealthService) {}
 
   @Get()
+  @ApiOperation({ summary: "The seed system's health body" })
+  @ApiOkResponse({ type: SeedHealthSchema, description: 'Healthy' })
+  @ApiServiceUnavailableResponse({ type: SeedHealthSchema, description: 'Unhealthy' })
   async seed(@Res({ passthrough: true }) res: Response) {
     const body = await this.health.seedHealth();
     res.status(body.status === 'healthy' ? 200 : 503).setHeader('Cache-Control', 'no-store');
@@ -20,6 +26,8 @@ export class HealthController {
 
   /** Process alive: never touches MySQL or Redis, so a database outage does not restart pods. */
   @Get('live')
+  @ApiOperation({ summary: 'Liveness probe' })
+  @ApiOkResponse({ type: LivenessSchema })
   @HttpCode(200)
   live(@Res({ passthrough: true }) res: Response) {
     res.setHeader('Cache-Control', 'no-store');
@@ -27,6 +35,9 @@ export class HealthController {
   }
 
   @Get('ready')
+  @ApiOperation({ summary: 'Readiness probe: database, Redis where configured, migrations, not shutting down' })
+  @ApiOkResponse({ type: ReadinessSchema, description: 'Ready' })
+  @ApiServiceUnavailableResponse({ type: ReadinessSchema, description: 'Not ready' })
   async ready(@Res({ passthrough: true }) res: Response) {
     const { ready, body } = await this.health.readiness();
     res.status(ready ? 200 : 503).setHeader('Cache-Control', 'no-store');

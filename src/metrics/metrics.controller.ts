@@ -1,4 +1,5 @@
 import { Controller, Get, Headers, Res } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { SkipThrottle } from '@nestjs/throttler';
 import type { Response } from 'express';
 import { timingSafeEqual } from 'node:crypto';
@@ -6,6 +7,7 @@ import { Public } from '../auth/decorators';
 import { AppError } from '../common/app-error';
 import { AppConfig } from '../config/app-config';
 import { MetricsRegistry } from './metrics-registry';
+import { ApiProblems } from '../openapi/problems';
 
 function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -14,6 +16,7 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 /** Prometheus scrape endpoint, outside /api/v1; guarded by METRICS_TOKEN when one is set. */
+@ApiTags('monitoring')
 @Controller('metrics')
 @Public()
 @SkipThrottle()
@@ -24,6 +27,13 @@ export class MetricsController {
   ) {}
 
   @Get()
+  @ApiOperation({
+    summary: 'Prometheus metrics (text exposition format)',
+    description: 'When METRICS_TOKEN is set, send `Authorization: Bearer <METRICS_TOKEN>`; otherwise open.',
+  })
+  @ApiProduces('text/plain')
+  @ApiOkResponse({ schema: { type: 'string' }, description: 'Prometheus text format 0.0.4' })
+  @ApiProblems('unauthorized')
   async scrape(@Headers('authorization') authorization: string | undefined, @Res() res: Response): Promise<void> {
     const token = this.config.metricsToken;
     if (token !== undefined && !sameSecret(authorization ?? '', `Bearer ${token}`)) {

@@ -1,6 +1,10 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import type { Response } from 'express';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
+import { ApiCursorResponse, ApiDataResponse, ApiIdempotencyKey, REPLAY_HEADER } from '../openapi/decorators';
+import { ApiProblems } from '../openapi/problems';
+import { AdjustmentSchema, HistoryEntrySchema, IntegrityReportSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { AdjustDto, HISTORY_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
 import { HistoryService } from './history.service';
@@ -10,6 +14,7 @@ import { MemberIdPipe } from './member-id.pipe';
 import { QuotaService } from './quota.service';
 import { historyJson } from './quota.views';
 
+@ApiTags('ledger')
 @Controller('admin/quota')
 @Roles('admin', 'operator')
 export class AdminQuotaController {
@@ -19,6 +24,16 @@ export class AdminQuotaController {
   ) {}
 
   @Post('members/:id/adjust')
+  @ApiOperation({ summary: "Adjust one member's balance by a delta or to a new value" })
+  @ApiIdempotencyKey()
+  @ApiDataResponse(AdjustmentSchema, { headers: REPLAY_HEADER })
+  @ApiProblems(
+    'not_found',
+    'negative_balance',
+    'balance_out_of_range',
+    'idempotency_key_mismatch',
+    'idempotency_key_in_use',
+  )
   @HttpCode(200)
   async adjust(
     @NoQuery() _query: undefined,
@@ -48,6 +63,9 @@ export class AdminQuotaController {
   }
 
   @Get('history')
+  @ApiOperation({ summary: 'The quota ledger, newest first, with keyset pagination' })
+  @ApiCursorResponse(HistoryEntrySchema)
+  @ApiProblems('validation_failed')
   async listHistory(@Query() query: HistoryQuery) {
     const limit = query.limit ?? HISTORY_DEFAULT_LIMIT;
     const page = await this.history.list({
@@ -62,6 +80,9 @@ export class AdminQuotaController {
   }
 
   @Get('integrity')
+  @ApiOperation({ summary: 'Check that every balance equals the sum of its ledger' })
+  @ApiDataResponse(IntegrityReportSchema)
+  @ApiProblems('validation_failed')
   async integrity(@Query() query: IntegrityQuery) {
     return { data: await this.history.integrity(query.member_id) };
   }

@@ -1,12 +1,25 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
+import { ApiDataResponse, ApiIdempotencyKey, QUOTA_HEADERS, REPLAY_HEADER } from '../openapi/decorators';
+import { ApiProblems } from '../openapi/problems';
+import { BalanceSchema, QuotaChangeSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { NoQuery } from './dto/validation';
 import { MemberIdPipe } from './member-id.pipe';
 import { QuotaService, type BalanceView, type QuotaChange, type QuotaHeaders } from './quota.service';
+
+const CONSUME_PROBLEMS = [
+  'not_found',
+  'insufficient_quota',
+  'member_inactive',
+  'config_inactive',
+  'idempotency_key_mismatch',
+  'idempotency_key_in_use',
+];
 
 function send(res: Response, headers: QuotaHeaders, replayed = false): void {
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
@@ -42,11 +55,15 @@ function balanceJson(view: BalanceView) {
 }
 
 /** The consumption API that other services call, and a member's own view of its quota. */
+@ApiTags('consumption')
 @Controller('quota')
 export class ConsumptionController {
   constructor(private readonly quota: QuotaService) {}
 
   @Get('me')
+  @ApiOperation({ summary: "The calling member's own quota" })
+  @ApiDataResponse(BalanceSchema, { headers: QUOTA_HEADERS })
+  @ApiProblems('not_found', 'validation_failed')
   @Roles('member')
   async me(
     @NoQuery() _query: undefined,
@@ -59,6 +76,10 @@ export class ConsumptionController {
   }
 
   @Post('me/consume')
+  @ApiOperation({ summary: "Consume from the calling member's own quota" })
+  @ApiIdempotencyKey()
+  @ApiDataResponse(QuotaChangeSchema, { headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
+  @ApiProblems(...CONSUME_PROBLEMS)
   @HttpCode(200)
   @Roles('member')
   async consumeOwn(
@@ -74,6 +95,9 @@ export class ConsumptionController {
   }
 
   @Get('members/:id')
+  @ApiOperation({ summary: "A member's balance, max, period and next reset (a member token: its own only)" })
+  @ApiDataResponse(BalanceSchema, { headers: QUOTA_HEADERS })
+  @ApiProblems('not_found', 'validation_failed')
   @Roles('admin', 'service', 'member')
   async balance(
     @NoQuery() _query: undefined,
@@ -87,6 +111,10 @@ export class ConsumptionController {
   }
 
   @Post('members/:id/consume')
+  @ApiOperation({ summary: "Consume from a member's quota; refused with 409 insufficient_quota past the balance" })
+  @ApiIdempotencyKey()
+  @ApiDataResponse(QuotaChangeSchema, { headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
+  @ApiProblems(...CONSUME_PROBLEMS)
   @HttpCode(200)
   @Roles('admin', 'service', 'member')
   async consume(
@@ -103,6 +131,16 @@ export class ConsumptionController {
   }
 
   @Post('members/:id/refund')
+  @ApiOperation({ summary: "Give units back to a member's quota" })
+  @ApiIdempotencyKey()
+  @ApiDataResponse(QuotaChangeSchema, { headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
+  @ApiProblems(
+    'not_found',
+    'member_inactive',
+    'balance_out_of_range',
+    'idempotency_key_mismatch',
+    'idempotency_key_in_use',
+  )
   @HttpCode(200)
   @Roles('admin', 'service')
   async refund(

@@ -1,5 +1,9 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
+import { ApiBatchResponse, ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
+import { ApiProblems } from '../openapi/problems';
+import { MemberSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { BatchCreateMembersDto, CreateMemberDto, ListMembersQuery, UpdateMemberDto } from './dto/member.dto';
 import { NoQuery } from './dto/validation';
@@ -9,12 +13,16 @@ import { memberJson } from './quota.views';
 
 const DEFAULT_PER_PAGE = 20;
 
+@ApiTags('members')
 @Controller('admin/members')
 @Roles('admin', 'operator')
 export class MembersController {
   constructor(private readonly members: MembersService) {}
 
   @Get()
+  @ApiOperation({ summary: 'List members' })
+  @ApiPageResponse(MemberSchema)
+  @ApiProblems('validation_failed')
   async list(@Query() query: ListMembersQuery) {
     const page = query.page ?? 1;
     const perPage = query.per_page ?? DEFAULT_PER_PAGE;
@@ -23,6 +31,11 @@ export class MembersController {
   }
 
   @Post()
+  @ApiOperation({
+    summary: "Create a member; its balance starts at the type's max_quota unless initial_quota is given",
+  })
+  @ApiDataResponse(MemberSchema, { status: 201, description: 'Created' })
+  @ApiProblems('member_exists')
   @HttpCode(201)
   async create(@NoQuery() _query: undefined, @CurrentPrincipal() actor: Principal, @Body() body: CreateMemberDto) {
     const member = await this.members.create(actor, {
@@ -34,6 +47,9 @@ export class MembersController {
   }
 
   @Post('batch')
+  @ApiOperation({ summary: 'Create up to 1,000 members at once, all or nothing' })
+  @ApiBatchResponse(MemberSchema, { status: 201, description: 'Created' })
+  @ApiProblems('member_exists')
   @HttpCode(201)
   async createBatch(
     @NoQuery() _query: undefined,
@@ -52,11 +68,17 @@ export class MembersController {
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'One member' })
+  @ApiDataResponse(MemberSchema)
+  @ApiProblems('not_found', 'validation_failed')
   async get(@NoQuery() _query: undefined, @Param('id', MemberIdPipe) id: string) {
     return { data: memberJson(await this.members.get(id)) };
   }
 
   @Patch(':id')
+  @ApiOperation({ summary: "Change a member's membership type or active flag" })
+  @ApiDataResponse(MemberSchema)
+  @ApiProblems('not_found', 'balance_out_of_range')
   async update(
     @NoQuery() _query: undefined,
     @CurrentPrincipal() actor: Principal,

@@ -25,6 +25,16 @@ export const BASE_ROUTE_RULES: readonly RouteRule[] = [
   { method: 'GET', path: '/api/v1/admin/users', allowed: ['admin'] },
   { method: 'POST', path: '/api/v1/admin/users', allowed: ['admin'] },
   { method: 'PATCH', path: '/api/v1/admin/users/:id', allowed: ['admin'] },
+  // Swagger UI and the OpenAPI document (plain Express routes, served unless API_DOCS_ENABLED=false).
+  ...[
+    '/api/docs',
+    '/api/docs/',
+    '/api/docs/index.html',
+    '/api/docs/swagger-ui-init.js',
+    '/api/docs/docs/swagger-ui-init.js',
+    '/api/docs/LICENSE',
+    '/api/docs-json',
+  ].map((path) => ({ method: 'GET' as const, path, allowed: 'public' as const })),
 ];
 
 export const ROUTE_RULES: readonly RouteRule[] = [

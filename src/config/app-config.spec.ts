@@ -26,9 +26,24 @@ describe('loadConfig', () => {
     expect(config.jwt).toEqual({ secret: 'generated-secret', expiresInSeconds: 3600, secretGenerated: true });
     expect(config.bodyLimitBytes).toBe(1024 * 1024);
     expect(config.quota).toEqual({ statsTtlSeconds: 300, timezone: 'UTC' });
+    expect(config.analytics).toMatchObject({ intervalMs: 2000, safetyLagMs: 5000, batchSize: 5000 });
+    expect(config.analytics.anomaly).toMatchObject({ windowSeconds: 300, zScore: 4, burstCount: 20, burstSeconds: 10 });
     expect(config.trustProxyHops).toBe(0);
     expect(config.corsOrigins).toEqual([]);
     expect(config.login).toEqual({ maxFailures: 5, failureWindowSeconds: 900, lockSeconds: 900 });
+  });
+
+  it('reads the analytics and anomaly thresholds, refusing nonsense', () => {
+    const config = loadConfig({
+      QUOTA_ANALYTICS_LAG_MS: '0',
+      QUOTA_ANOMALY_ZSCORE: '3.5',
+      QUOTA_ANOMALY_BURST_COUNT: '5',
+    });
+    expect(config.analytics.safetyLagMs).toBe(0);
+    expect(config.analytics.anomaly.zScore).toBe(3.5);
+    expect(config.analytics.anomaly.burstCount).toBe(5);
+    expectConfigError({ QUOTA_ANOMALY_ZSCORE: 'high' }, 'QUOTA_ANOMALY_ZSCORE');
+    expectConfigError({ QUOTA_ANOMALY_BURST_COUNT: '1' }, 'QUOTA_ANOMALY_BURST_COUNT');
   });
 
   it('reads the login lockout settings', () => {
@@ -91,6 +106,15 @@ describe('loadConfig', () => {
     expect(config.role).toBe('worker');
     expect(config.port).toBe(8080);
     expect(config.bootstrapAdmin).toEqual({ email: 'root@example.com', password: 'a-long-admin-password' });
+  });
+
+  it('serves the API docs outside production unless API_DOCS_ENABLED says otherwise', () => {
+    const production = { APP_ENV: 'production', JWT_SECRET: STRONG_SECRET };
+    expect(loadConfig({}).apiDocsEnabled).toBe(true);
+    expect(loadConfig({ API_DOCS_ENABLED: 'false' }).apiDocsEnabled).toBe(false);
+    expect(loadConfig(production).apiDocsEnabled).toBe(false);
+    expect(loadConfig({ ...production, API_DOCS_ENABLED: 'true' }).apiDocsEnabled).toBe(true);
+    expectConfigError({ API_DOCS_ENABLED: 'sometimes' }, 'API_DOCS_ENABLED', /true or false/);
   });
 
   it('maps Laravel log levels onto pino levels', () => {

@@ -40,6 +40,35 @@ export interface RedisConfig {
   readonly prefix: string;
 }
 
+export interface AnomalyConfig {
+  /** Length of the per-member consumption window compared with its baseline and cohort. */
+  readonly windowSeconds: number;
+  /** Standard deviations above the member's own exponentially weighted mean that count as a spike. */
+  readonly zScore: number;
+  /** Windows a member must have been observed for before its own baseline is trusted. */
+  readonly minBaselineWindows: number;
+  /** Units a window must reach before it can be called unusual at all (ignores tiny members). */
+  readonly minUnits: number;
+  /** A window this many times the cohort's mean per active member is a cohort outlier. */
+  readonly cohortFactor: number;
+  /** Closed member windows a membership type needs before its cohort mean is trusted. */
+  readonly cohortMinSamples: number;
+  /** A burst: at least burstCount consumes of one member within burstSeconds. */
+  readonly burstCount: number;
+  readonly burstSeconds: number;
+  /** Ledger rows older than this when processed (a backlog) feed the stats but not detection. */
+  readonly maxAgeSeconds: number;
+}
+
+export interface AnalyticsConfig {
+  /** How often the tail processor runs (0 disables the timer; it can still be run directly). */
+  readonly intervalMs: number;
+  /** Rows younger than this are left for a later run: auto-increment ids can commit out of order. */
+  readonly safetyLagMs: number;
+  readonly batchSize: number;
+  readonly anomaly: AnomalyConfig;
+}
+
 /** The whole runtime configuration, read once from the environment and validated at boot. */
 export class AppConfig {
   readonly env!: string;
@@ -67,10 +96,21 @@ export class AppConfig {
     readonly lockSeconds: number;
   };
   readonly quota!: { readonly statsTtlSeconds: number; readonly timezone: string };
+  /** Background operations: chunk size, how often lost jobs are looked for, BullMQ lock, reset tick. */
+  readonly jobs!: {
+    readonly chunkSize: number;
+    readonly sweepIntervalMs: number;
+    readonly lockDurationMs: number;
+    readonly resetTickMs: number;
+  };
+  /** Stats rollups and anomaly detection (the asynchronous tail of the ledger). */
+  readonly analytics!: AnalyticsConfig;
   readonly bootstrapAdmin!: { readonly email: string; readonly password: string } | undefined;
   readonly shutdown!: { readonly drainDelayMs: number; readonly timeoutMs: number };
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken!: string | undefined;
+  /** Swagger UI at /api/docs and the document at /api/docs-json (API_DOCS_ENABLED; off in production by default). */
+  readonly apiDocsEnabled!: boolean;
 
   constructor(values: AppConfig) {
     Object.assign(this, values);
@@ -281,6 +321,32 @@ function readLockout(read: EnvReader) {
   };
 }
 
+function readAnalytics(read: EnvReader): AnalyticsConfig {
+  const decimal = (name: string, fallback: number, min: number, max: number) =>
+    read.parsed(
+      name,
+      fallback,
+      (v) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= min && Number(v) <= max ? Number(v) : undefined),
+      `a number between ${min} and ${max}`,
+    );
+  return {
+    intervalMs: read.integer('QUOTA_ANALYTICS_INTERVAL_MS', 2000, 0, 3_600_000),
+    safetyLagMs: read.integer('QUOTA_ANALYTICS_LAG_MS', 5000, 0, 600_000),
+    batchSize: read.integer('QUOTA_ANALYTICS_BATCH', 5000, 1, 100_000),
+    anomaly: {
+      windowSeconds: read.integer('QUOTA_ANOMALY_WINDOW', 300, 10, 86400),
+      zScore: decimal('QUOTA_ANOMALY_ZSCORE', 4, 1, 100),
+      minBaselineWindows: read.integer('QUOTA_ANOMALY_MIN_WINDOWS', 6, 1, 10_000),
+      minUnits: read.integer('QUOTA_ANOMALY_MIN_UNITS', 10, 1, 1_000_000_000),
+      cohortFactor: decimal('QUOTA_ANOMALY_COHORT_FACTOR', 10, 1, 10_000),
+      cohortMinSamples: read.integer('QUOTA_ANOMALY_COHORT_MIN_SAMPLES', 20, 1, 1_000_000),
+      burstCount: read.integer('QUOTA_ANOMALY_BURST_COUNT', 20, 2, 1_000_000),
+      burstSeconds: read.integer('QUOTA_ANOMALY_BURST_SECONDS', 10, 1, 3600),
+      maxAgeSeconds: read.integer('QUOTA_ANOMALY_MAX_AGE', 3600, 60, 90 * 86400),
+    },
+  };
+}
+
 function readTrustProxy(read: EnvReader): number {
   const value = read.raw('TRUST_PROXY');
   if (value !== undefined && !/^\d+$/.test(value)) {
@@ -357,8 +423,16 @@ export function loadConfig(
       statsTtlSeconds: read.integer('QUOTA_STATS_TTL', 300, 0, 86400),
       timezone,
     },
+    analytics: readAnalytics(read),
+    jobs: {
+      chunkSize: read.integer('JOBS_CHUNK_SIZE', 10_000, 1, 50_000),
+      sweepIntervalMs: read.integer('JOBS_SWEEP_INTERVAL_MS', 60_000, 100, 3_600_000),
+      lockDurationMs: read.integer('JOBS_LOCK_DURATION_MS', 30_000, 1000, 600_000),
+      resetTickMs: read.integer('JOBS_RESET_TICK_MS', 60_000, 1000, 3_600_000),
+    },
     bootstrapAdmin: readBootstrapAdmin(read),
     metricsToken: read.raw('METRICS_TOKEN'),
+    apiDocsEnabled: read.boolean('API_DOCS_ENABLED', !isProduction),
     shutdown: {
       drainDelayMs: read.integer('SHUTDOWN_DRAIN_DELAY_MS', 0, 0, 120_000),
       timeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 25_000, 1000, 600_000),

@@ -1,0 +1,80 @@
+import { readTimestamp, type SqlSession } from '../quota/quota-database';
+import type { LedgerRow } from './ledger-fold';
+
+/** The database's clock in epoch ms, so every instance cuts the tail at the same instant. */
+export async function databaseNowMs(s: SqlSession): Promise<number> {
+  const sql =
+    s.dialect === 'mysql'
+      ? 'SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS now_ms'
+      : "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now_ms";
+  const rows = await s.rows<{ now_ms: unknown }>(sql);
+  return Number(rows[0].now_ms);
+}
+
+/** A BIGINT id as read back (mysql2 may give a number or a string, SQLite a number). */
+export function idText(value: unknown): string {
+  return typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string' ? String(value) : '0';
+}
+
+export const marks = (n: number): string => new Array<string>(n).fill('?').join(', ');
+
+export interface RawLedgerRow {
+  id: unknown;
+  member_id: unknown;
+  delta: unknown;
+  balance_after: unknown;
+  reason: string;
+  note: string | null;
+  created_at: unknown;
+  membership_type: string;
+  max_quota: unknown;
+}
+
+/** Columns for RawLedgerRow; `h` is member_quota_history, `m` members, `c` member_quota_config. */
+export const LEDGER_ROW_COLUMNS =
+  'h.id, h.member_id, h.delta, h.balance_after, h.reason, h.note, h.created_at, m.membership_type, c.max_quota';
+export const LEDGER_ROW_JOINS =
+  'FROM member_quota_history h JOIN members m ON m.id = h.member_id LEFT JOIN member_quota_config c ON c.membership_type = m.membership_type';
+
+export function toLedgerRow(r: RawLedgerRow): LedgerRow {
+  return {
+    id: Number(r.id),
+    memberId: String(r.member_id),
+    delta: Number(r.delta),
+    balanceAfter: Number(r.balance_after),
+    reason: r.reason,
+    note: r.note,
+    createdAtMs: readTimestamp(r.created_at).getTime(),
+    currentType: r.membership_type,
+    maxQuota: r.max_quota === null || r.max_quota === undefined ? null : Number(r.max_quota),
+  };
+}
+
+/**
+ * Multi-row upsert on either dialect. `add` columns are added to the stored value, the rest
+ * replace it.
+ */
+export async function upsert(
+  s: SqlSession,
+  table: string,
+  columns: readonly string[],
+  keys: readonly string[],
+  rows: readonly (readonly unknown[])[],
+  add: readonly string[] = [],
+  chunkSize = 500,
+): Promise<void> {
+  const updated = columns.filter((c) => !keys.includes(c));
+  const set =
+    s.dialect === 'mysql'
+      ? updated.map((c) => (add.includes(c) ? `${c} = ${c} + VALUES(${c})` : `${c} = VALUES(${c})`))
+      : updated.map((c) => (add.includes(c) ? `${c} = ${c} + excluded.${c}` : `${c} = excluded.${c}`));
+  const tail =
+    s.dialect === 'mysql'
+      ? `ON DUPLICATE KEY UPDATE ${set.join(', ')}`
+      : `ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set.join(', ')}`;
+  for (let i = 0; i < rows.length; i += chunkSize) {
+    const chunk = rows.slice(i, i + chunkSize);
+    const values = chunk.map(() => `(${marks(columns.length)})`).join(', ');
+    await s.exec(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values} ${tail}`, chunk.flat());
+  }
+}

@@ -1,0 +1,46 @@
+import { Controller, Get, Query, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiExtraModels, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { Roles } from '../auth/decorators';
+import { AnalyticsService } from './analytics.service';
+import { AnomaliesQuery, AnomaliesResponse, ReasonStatsView, StatsQuery, StatsResponse } from './dto';
+
+@ApiTags('analytics')
+@ApiBearerAuth()
+@ApiExtraModels(ReasonStatsView)
+@Controller('admin/quota')
+@Roles('admin', 'operator')
+export class AnalyticsController {
+  constructor(private readonly analytics: AnalyticsService) {}
+
+  @Get('stats')
+  @ApiOperation({
+    summary: 'Quota stats per membership type (cached)',
+    description:
+      'Members, balances, utilisation, consumption and ledger rows per reason in the window. Cached for QUOTA_STATS_TTL seconds per normalised filter; fresh=true recomputes.',
+  })
+  @ApiOkResponse({ type: StatsResponse, description: 'X-Cache: HIT or MISS says whether it came from the cache.' })
+  async stats(@Query() query: StatsQuery, @Res({ passthrough: true }) res: Response) {
+    const answer = await this.analytics.getStats(query);
+    res.setHeader('X-Cache', answer.cached ? 'HIT' : 'MISS');
+    return {
+      data: answer.data,
+      meta: {
+        cached: answer.cached,
+        generated_at: answer.generatedAt,
+        ttl_seconds: this.analytics.statsTtlSeconds,
+      },
+    };
+  }
+
+  @Get('anomalies')
+  @ApiOperation({
+    summary: 'Detected usage anomalies, newest first',
+    description: 'Spikes against the member baseline, cohort outliers, bursts and 80%/100% threshold crossings.',
+  })
+  @ApiOkResponse({ type: AnomaliesResponse })
+  async anomalies(@Query() query: AnomaliesQuery) {
+    const page = await this.analytics.listAnomalies(query);
+    return { data: page.rows, meta: { limit: page.limit, next_cursor: page.nextCursor } };
+  }
+}

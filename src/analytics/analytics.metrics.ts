@@ -1,0 +1,36 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge } from 'prom-client';
+import { MetricsRegistry } from '../metrics/metrics.module';
+
+@Injectable()
+export class AnalyticsMetrics {
+  readonly anomalies: Counter<'kind'>;
+  readonly processedRows: Counter;
+  readonly watermark: Gauge;
+  readonly statsRequests: Counter<'cache'>;
+
+  constructor(registry: MetricsRegistry) {
+    this.anomalies = new Counter({
+      name: 'quota_anomalies_total',
+      help: 'Unusual quota usage detected, by kind.',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.processedRows = new Counter({
+      name: 'quota_analytics_processed_rows_total',
+      help: 'Ledger rows folded into the stats rollups and anomaly detection.',
+      registers: [registry],
+    });
+    this.watermark = new Gauge({
+      name: 'quota_analytics_watermark_lag_seconds',
+      help: 'Age of the newest ledger row the analytics processor has folded in, at its last run (0 when idle).',
+      registers: [registry],
+    });
+    this.statsRequests = new Counter({
+      name: 'quota_stats_requests_total',
+      help: 'Stats requests by cache outcome (hit, miss, bypass when fresh=true, error when the cache failed).',
+      labelNames: ['cache'],
+      registers: [registry],
+    });
+  }
+}

@@ -1,0 +1,84 @@
+import { CACHE_MANAGER, type CacheModuleOptions } from '@nestjs/cache-manager';
+import { Inject, Injectable } from '@nestjs/common';
+import { createKeyv } from '@keyv/redis';
+import type { Cache } from 'cache-manager';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from '../common/logger.token';
+import type { AppConfig } from '../config/app-config';
+
+/** A cache call that takes longer than this is treated as a miss: stats never wait on a sick Redis. */
+const CACHE_TIMEOUT_MS = 250;
+
+/**
+ * Options for @nestjs/cache-manager: Redis (shared by every instance, under REDIS_PREFIX) when it
+ * is configured, process memory otherwise. The Redis client fails fast instead of queueing while
+ * Redis is away and reconnects on the next use, so an outage costs one refused connection per call.
+ */
+export function statsCacheOptions(config: AppConfig, logger: Logger): CacheModuleOptions {
+  const ttl = config.quota.statsTtlSeconds * 1000;
+  if (!config.redis) return { ttl };
+  const redis = config.redis;
+  const keyv = createKeyv(
+    {
+      socket: { host: redis.host, port: redis.port, connectTimeout: 1000, reconnectStrategy: false },
+      password: redis.password,
+      database: redis.db,
+      disableOfflineQueue: true,
+    },
+    { namespace: `${redis.prefix}:stats`, connectionTimeout: 1000, throwOnConnectError: true, throwOnErrors: true },
+  );
+  // Shutdown drops the connection instead of waiting for commands stuck on an unreachable Redis.
+  const adapter = keyv.store as { disconnect(force?: boolean): Promise<void> };
+  keyv.disconnect = () => adapter.disconnect(true);
+  let lastLogged = 0;
+  keyv.on('error', (err: unknown) => {
+    if (Date.now() - lastLogged < 10_000) return;
+    lastLogged = Date.now();
+    logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'stats cache (redis) error');
+  });
+  // keyv's CommonJS and ESM typings differ only by resolution mode; the instance is the same class.
+  return { ttl, stores: [keyv] as unknown as CacheModuleOptions['stores'] };
+}
+
+export interface CachedStats<T> {
+  readonly value: T;
+  readonly generatedAt: string;
+}
+
+@Injectable()
+export class StatsCache {
+  constructor(
+    @Inject(CACHE_MANAGER) private readonly cache: Cache,
+    @Inject(ROOT_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  /** The cached entry, or null on a miss and on any cache failure (then the caller computes). */
+  async get<T>(key: string): Promise<CachedStats<T> | null | 'error'> {
+    try {
+      return (await withTimeout(this.cache.get<CachedStats<T>>(key))) ?? null;
+    } catch (err) {
+      this.logger.debug({ err }, 'stats cache read failed');
+      return 'error';
+    }
+  }
+
+  async set<T>(key: string, entry: CachedStats<T>, ttlMs: number): Promise<void> {
+    try {
+      await withTimeout(this.cache.set(key, entry, ttlMs));
+    } catch (err) {
+      this.logger.debug({ err }, 'stats cache write failed');
+    }
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${CACHE_TIMEOUT_MS} ms`)), CACHE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -38,7 +38,9 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     this.recorder.onAnnounce((id) => void this.enqueueQuietly(id));
     if (!this.consumes) return;
     if (this.config.redis) {
-      await this.queue.scheduleResetTick(this.config.jobs.resetTickMs).catch((err: unknown) => {
+      // Not awaited: with Redis unreachable BullMQ waits for it, and start-up (health probes,
+      // the API of an `all` process) must not wait with it.
+      void this.queue.scheduleResetTick(this.config.jobs.resetTickMs).catch((err: unknown) => {
         this.logger.warn({ err }, 'could not schedule the reset tick; the sweep retries');
       });
     } else {

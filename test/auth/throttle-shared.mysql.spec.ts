@@ -91,7 +91,13 @@ describe('rate limits while Redis is unreachable', () => {
     // Nothing listens on this port: every Redis command fails at once.
     const deadPort = await freePort();
     testApp = await startTestApp({
-      env: { REDIS_PORT: String(deadPort), THROTTLE_LIMIT: '1', THROTTLE_LOGIN_LIMIT: '1', LOGIN_MAX_FAILURES: '3' },
+      env: {
+        REDIS_PORT: String(deadPort),
+        APP_ROLE: 'api',
+        THROTTLE_LIMIT: '1',
+        THROTTLE_LOGIN_LIMIT: '1',
+        LOGIN_MAX_FAILURES: '3',
+      },
     });
   });
 

@@ -34,7 +34,7 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     return this.config.role !== 'api';
   }
 
-  async onApplicationBootstrap(): Promise<void> {
+  onApplicationBootstrap(): void {
     this.recorder.onAnnounce((id) => void this.enqueueQuietly(id));
     if (!this.consumes) return;
     if (this.config.redis) {

@@ -11,20 +11,16 @@
  * BENCH_NAIVE_MEMBERS (10000), BENCH_CHUNK_SIZE (service default when unset), BENCH_LOG_LEVEL
  * (warn), BENCH_KEEP_DB=1, and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
  */
-const { spawn } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
 const { readFileSync } = require('node:fs');
-const net = require('node:net');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
+const { ROOT, num, logger, freePort, processes, waitUntil } = require('./lib');
 
-const ROOT = path.resolve(__dirname, '..');
+const log = logger('bench:bulk');
+const { children, start, runToCompletion } = processes();
+
 const env = process.env;
-const num = (name, fallback) => {
-  const value = env[name] === undefined || env[name] === '' ? fallback : Number(env[name]);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number`);
-  return value;
-};
 
 const settings = {
   sizes: (env.BENCH_BULK_SIZES || '100000,1000000').split(',').map((s) => Number(s.trim())),
@@ -47,51 +43,7 @@ const TARGET_RSS_MB = 300;
 const TARGET_SPEEDUP = 25;
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-const children = [];
 let database = null;
-
-function log(line) {
-  process.stderr.write(`[bench:bulk] ${line}\n`);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function start(name, script, args, childEnv) {
-  const child = spawn(process.execPath, [script, ...args], {
-    cwd: ROOT,
-    env: { PATH: env.PATH || '', ...childEnv },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-4000)));
-  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-  children.push(child);
-  return { name, child, exited, stderr: () => stderr };
-}
-
-async function runToCompletion(name, script, args, childEnv) {
-  const proc = start(name, script, args, childEnv);
-  const code = await proc.exited;
-  if (code !== 0) throw new Error(`${name} exited with ${code}: ${proc.stderr()}`);
-}
-
-async function waitUntil(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
-}
 
 /** Peak resident set size of a process (VmHWM), in MB; Linux only. */
 function peakRssMb(pid) {

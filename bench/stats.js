@@ -13,20 +13,16 @@
  * BENCH_LOG_LEVEL (warn), DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
  * Needs `npm run build` first (dist/).
  */
-const { spawn } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
-const net = require('node:net');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
 const autocannon = require('autocannon');
+const { ROOT, num, logger, freePort, processes, waitUntil } = require('./lib');
 
-const ROOT = path.resolve(__dirname, '..');
+const log = logger('bench:stats');
+const { children, start, runToCompletion } = processes();
+
 const env = process.env;
-const num = (name, fallback) => {
-  const value = env[name] === undefined || env[name] === '' ? fallback : Number(env[name]);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number`);
-  return value;
-};
 
 const settings = {
   members: num('BENCH_STATS_MEMBERS', 1_000_000),
@@ -53,51 +49,7 @@ const TYPES = [
 ];
 const DAY_MS = 86_400_000;
 const CHUNK = 100_000;
-const children = [];
 let database = null;
-
-function log(line) {
-  process.stderr.write(`[bench:stats] ${line}\n`);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function start(name, script, args, childEnv) {
-  const child = spawn(process.execPath, [script, ...args], {
-    cwd: ROOT,
-    env: { PATH: env.PATH || '', ...childEnv },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-4000)));
-  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-  children.push(child);
-  return { name, child, exited, stderr: () => stderr };
-}
-
-async function runToCompletion(name, script, args, childEnv) {
-  const proc = start(name, script, args, childEnv);
-  const code = await proc.exited;
-  if (code !== 0) throw new Error(`${name} exited with ${code}: ${proc.stderr()}`);
-}
-
-async function waitUntil(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-}
 
 /** Set-based seeding: INSERT ... SELECT over a generated sequence, 100,000 rows per statement. */
 async function seed(conn) {

@@ -1,5 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
-import { dialect } from './schema-helpers';
+import { dialect, quotedList } from './schema-helpers';
 
 const REASONS = [
   'initial_grant',
@@ -13,7 +13,6 @@ const REASONS = [
 ];
 /** SQLite integers are 64-bit; the checks hold both drivers to MySQL's signed INT range. */
 const INT_MAX = 2147483647;
-const quoted = (values: string[]) => values.map((v) => `'${v}'`).join(', ');
 
 /** The seed's tables: quota configs per membership type, members and the quota history ledger. */
 export class InitialSchema1763900000000 implements MigrationInterface {
@@ -62,7 +61,7 @@ export class InitialSchema1763900000000 implements MigrationInterface {
         },
         {
           name: 'chk_member_quota_config_reset_period',
-          expression: `reset_period IN (${quoted(['none', 'daily', 'weekly', 'monthly'])})`,
+          expression: `reset_period IN (${quotedList(['none', 'daily', 'weekly', 'monthly'])})`,
         },
       ],
     });
@@ -157,7 +156,7 @@ export class InitialSchema1763900000000 implements MigrationInterface {
         { name: 'chk_member_quota_history_delta', expression: `delta BETWEEN ${-INT_MAX - 1} AND ${INT_MAX}` },
         {
           name: 'chk_member_quota_history_reason',
-          expression: `reason IN (${quoted(REASONS)})`,
+          expression: `reason IN (${quotedList(REASONS)})`,
         },
       ],
     });

@@ -1,8 +1,7 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
-import { dialect } from './schema-helpers';
+import { dialect, quotedList } from './schema-helpers';
 
 const ROLES = ['admin', 'operator', 'service', 'member'];
-const quoted = (values: string[]) => values.map((v) => `'${v}'`).join(', ');
 
 /** Users (login, roles, lockout state, token version) and the admin audit log. */
 export class AuthSchema1763900100000 implements MigrationInterface {
@@ -47,7 +46,7 @@ export class AuthSchema1763900100000 implements MigrationInterface {
         },
       ],
       checks: [
-        { name: 'chk_users_role', expression: `role IN (${quoted(ROLES)})` },
+        { name: 'chk_users_role', expression: `role IN (${quotedList(ROLES)})` },
         {
           name: 'chk_users_member_link',
           expression: "(role = 'member' AND member_id IS NOT NULL) OR (role <> 'member' AND member_id IS NULL)",

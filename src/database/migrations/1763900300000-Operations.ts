@@ -1,7 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
-import { dialect } from './schema-helpers';
-
-const quoted = (values: string[]) => values.map((v) => `'${v}'`).join(', ');
+import { dialect, quotedList } from './schema-helpers';
 
 /**
  * Background operations (bulk adjustments, config propagation, periodic resets): the durable
@@ -58,17 +56,17 @@ export class Operations1763900300000 implements MigrationInterface {
       checks: [
         {
           name: 'chk_quota_operations_kind',
-          expression: `kind IN (${quoted(['bulk_adjust', 'config_propagation', 'periodic_reset'])})`,
+          expression: `kind IN (${quotedList(['bulk_adjust', 'config_propagation', 'periodic_reset'])})`,
         },
         {
           name: 'chk_quota_operations_status',
-          expression: `status IN (${quoted(['queued', 'running', 'completed', 'failed', 'cancelled'])})`,
+          expression: `status IN (${quotedList(['queued', 'running', 'completed', 'failed', 'cancelled'])})`,
         },
         {
           name: 'chk_quota_operations_selection',
-          expression: `selection IN (${quoted(['member_ids', 'membership_type'])})`,
+          expression: `selection IN (${quotedList(['member_ids', 'membership_type'])})`,
         },
-        { name: 'chk_quota_operations_mode', expression: `mode IN (${quoted(['delta', 'set'])})` },
+        { name: 'chk_quota_operations_mode', expression: `mode IN (${quotedList(['delta', 'set'])})` },
       ],
     });
 

@@ -44,3 +44,8 @@ export function dialect(queryRunner: QueryRunner) {
     },
   };
 }
+
+/** A list of literals for a CHECK (... IN (...)) constraint; the values are the migration's own constants. */
+export function quotedList(values: readonly string[]): string {
+  return values.map((v) => `'${v}'`).join(', ');
+}

@@ -1,0 +1,63 @@
+'use strict';
+/** What every benchmark script needs: settings from the environment, ports, child processes. */
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+
+function num(name, fallback) {
+  const raw = process.env[name];
+  const value = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number`);
+  return value;
+}
+
+function logger(tag) {
+  return (line) => process.stderr.write(`[${tag}] ${line}\n`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts node scripts with only PATH and the given environment, and remembers them for cleanup. */
+function processes() {
+  const children = [];
+  function start(name, script, args, childEnv, nodeArgs = []) {
+    const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH || '', ...childEnv },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-4000)));
+    const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    children.push(child);
+    return { name, child, exited, stderr: () => stderr };
+  }
+  async function runToCompletion(name, script, args, childEnv) {
+    const proc = start(name, script, args, childEnv);
+    const code = await proc.exited;
+    if (code !== 0) throw new Error(`${name} exited with ${code}: ${proc.stderr()}`);
+  }
+  return { children, start, runToCompletion };
+}
+
+async function waitUntil(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+}
+
+module.exports = { ROOT, num, logger, freePort, processes, waitUntil };

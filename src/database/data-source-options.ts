@@ -64,6 +64,9 @@ export function buildDataSourceOptions(database: DatabaseConfig, migrationsRun: 
     bigNumberStrings: true,
     poolSize: database.poolSize,
     connectTimeout: 3000,
+    // The consume path sends its whole transaction as one query (QuotaDatabase.batch). Every
+    // value travels as an escaped `?` parameter, never spliced into SQL text.
+    multipleStatements: true,
     extra: {
       enableKeepAlive: true,
       maxIdle: database.poolSize,

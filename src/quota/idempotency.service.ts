@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
-import type { LedgerEntry } from './ledger.service';
+import { AppError } from '../common/app-error';
+import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
 import {
   dbErrorKind,
@@ -10,6 +11,7 @@ import {
   sqlTimestamp,
   QuotaDatabase,
   type SqlSession,
+  type Statement,
   type TransactionOptions,
 } from './quota-database';
 import { IdempotencyKeyInUseError, IdempotencyKeyMismatchError } from './quota.errors';
@@ -73,9 +75,44 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
 
   constructor(
     private readonly db: QuotaDatabase,
+    private readonly ledger: LedgerService,
     private readonly metrics: QuotaMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
   ) {}
+
+  /**
+   * One ledger change under an optional key. Where the database takes batches (MySQL) the claim
+   * travels in the change's own one-round-trip transaction, after the history row and written
+   * only with it, so a refused change leaves no key. A refusal is first checked against a
+   * committed key: a replay answers what the first request was told, even if the same change
+   * would now be refused.
+   */
+  async runChange(request: IdempotentRequest | null, change: LedgerChange): Promise<IdempotentOutcome> {
+    if (!this.db.batches) return this.run(request, (s) => this.ledger.apply(s, change));
+    if (!request) return { entry: await this.ledger.applyAlone(change), replayed: false };
+    const hash = keyHash(request.scope, request.key);
+    const reqHash = requestHash(request);
+    const claim = this.claimAfterChange(request, hash, reqHash);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // MariaDB's claim does not wait (see claim()): its lock wait time-out means "in flight".
+        const entry = await this.ledger.applyAlone(change, claim, { retryLockTimeouts: !this.db.isMariaDb });
+        return { entry, replayed: false };
+      } catch (err) {
+        const kind = dbErrorKind(err);
+        if (kind === 'lock_timeout' && this.db.isMariaDb) throw new IdempotencyKeyInUseError();
+        if (kind !== 'duplicate') {
+          if (!(err instanceof AppError)) throw err;
+          const replay = await this.replay(request, hash, reqHash);
+          if (replay) return { entry: replay, replayed: true };
+          throw err;
+        }
+      }
+      const replay = await this.replay(request, hash, reqHash);
+      if (replay) return { entry: replay, replayed: true };
+      if (attempt >= MAX_CLAIM_ATTEMPTS) throw new IdempotencyKeyInUseError();
+    }
+  }
 
   async run(
     request: IdempotentRequest | null,
@@ -167,6 +204,24 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
       if (kind === 'lock_timeout' && s.isMariaDb) throw new IdempotencyKeyInUseError();
       throw err;
     }
+  }
+
+  /** claim() as the statement that follows a ledger change in its batch (LedgerService.applyAlone). */
+  private claimAfterChange(request: IdempotentRequest, hash: string, reqHash: string): Statement {
+    const now = new Date();
+    const insert = `INSERT INTO idempotency_keys (key_hash, scope, request_hash, member_id, created_at, expires_at)
+                    SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() = 1`;
+    return {
+      sql: this.db.isMariaDb ? `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${insert}` : insert,
+      params: [
+        hash,
+        request.scope,
+        reqHash,
+        request.memberId,
+        sqlTimestamp(now),
+        sqlTimestamp(new Date(now.getTime() + IDEMPOTENCY_TTL_MS)),
+      ],
+    };
   }
 
   /** The first answer for a committed key; null when the key has expired (it is then removed). */

@@ -2,7 +2,15 @@ import { Injectable } from '@nestjs/common';
 import { NotFoundError } from '../common/app-error';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { QuotaMetrics } from './quota.metrics';
-import { dbErrorKind, readBoolean, sqlTimestamp, type SqlSession } from './quota-database';
+import {
+  dbErrorKind,
+  readBoolean,
+  sqlTimestamp,
+  QuotaDatabase,
+  type ExecResult,
+  type SqlSession,
+  type Statement,
+} from './quota-database';
 import {
   BalanceOutOfRangeError,
   ConfigInactiveError,
@@ -63,28 +71,72 @@ const INSERT_CHUNK = 500;
  */
 @Injectable()
 export class LedgerService {
-  constructor(private readonly metrics: QuotaMetrics) {}
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly metrics: QuotaMetrics,
+  ) {}
 
   async apply(s: SqlSession, change: LedgerChange): Promise<LedgerEntry> {
     for (let check = 0; ; check++) {
       const updated = await this.conditionalUpdate(s, change);
       if (updated) {
         const historyId = await this.insertHistory(s, change, updated.balance);
-        this.metrics.ledgerChanges.inc({ reason: change.reason });
-        return {
-          historyId,
-          memberId: change.memberId,
-          delta: change.delta,
-          balanceAfter: updated.balance,
-          reason: change.reason,
-          configId: updated.configId,
-        };
+        return this.applied(change, updated, historyId);
       }
       const state = await this.memberState(s, change.memberId);
       this.refuse(state, change);
       // The row changed between the two statements in a way that now allows the change: try again.
       if (check + 1 >= MAX_RECHECKS) throw new Error(`ledger update for member ${change.memberId} kept missing`);
     }
+  }
+
+  /**
+   * apply() as a transaction of its own in one round trip (QuotaDatabase.batch, MySQL): the
+   * conditional update, then the history row, inserted only when the update matched
+   * (`ROW_COUNT()` is the preceding statement's), then the caller's `followUp` statement (the
+   * idempotency claim), which must likewise write only when the history row was written
+   * (`WHERE ROW_COUNT() = 1`). The counts that come back are checked against each other; a
+   * refusal is explained by a read afterwards, outside the transaction.
+   */
+  async applyAlone(
+    change: LedgerChange,
+    followUp?: Statement,
+    options: { retryLockTimeouts?: boolean } = {},
+  ): Promise<LedgerEntry> {
+    const statements = [this.updateStatement(change), this.historyAfterUpdateStatement(change)];
+    if (followUp) statements.push(followUp);
+    for (let check = 0; ; check++) {
+      const [update, history, follow] = await this.db.batch(statements, options);
+      const updated = unpackUpdate(update);
+      if (updated) {
+        if (history.affected !== 1 || (followUp && follow.affected !== 1) || history.insertId === null) {
+          throw new Error(`ledger batch for member ${change.memberId} wrote an unexpected number of rows`);
+        }
+        return this.applied(change, updated, history.insertId);
+      }
+      if (history.affected !== 0 || (followUp && follow.affected !== 0)) {
+        throw new Error(`ledger batch for member ${change.memberId} wrote rows without a balance change`);
+      }
+      const state = await this.db.read((s) => this.memberState(s, change.memberId));
+      this.refuse(state, change);
+      if (check + 1 >= MAX_RECHECKS) throw new Error(`ledger update for member ${change.memberId} kept missing`);
+    }
+  }
+
+  private applied(
+    change: LedgerChange,
+    updated: { balance: number; configId: string },
+    historyId: string,
+  ): LedgerEntry {
+    this.metrics.ledgerChanges.inc({ reason: change.reason });
+    return {
+      historyId,
+      memberId: change.memberId,
+      delta: change.delta,
+      balanceAfter: updated.balance,
+      reason: change.reason,
+      configId: updated.configId,
+    };
   }
 
   /** Sets the balance to an exact value: the row is locked, then the difference is applied as a delta. */
@@ -236,18 +288,8 @@ export class LedgerService {
   ): Promise<{ balance: number; configId: string } | null> {
     const { memberId, delta } = change;
     if (s.dialect === 'mysql') {
-      const result = await s.exec(
-        `UPDATE members m JOIN member_quota_config c ON c.membership_type = m.membership_type
-            SET m.quota_balance = m.quota_balance + ?
-          WHERE m.id = ? AND m.quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
-            change.requireActive ? ' AND m.is_active = 1 AND c.is_active = 1' : ''
-          }
-            AND LAST_INSERT_ID((m.quota_balance + ?) * 4294967296 + c.id) > 0`,
-        [delta, memberId, delta, delta],
-      );
-      if (result.affected === 0 || result.insertId === null) return null;
-      const packed = BigInt(result.insertId);
-      return { balance: Number(packed >> 32n), configId: String(packed & 0xffffffffn) };
+      const update = this.updateStatement(change);
+      return unpackUpdate(await s.exec(update.sql, update.params));
     }
     const rows = await s.rows<{ balance: number; config_id: unknown }>(
       `UPDATE members SET quota_balance = quota_balance + ?
@@ -263,6 +305,37 @@ export class LedgerService {
     );
     if (rows.length === 0) return null;
     return { balance: Number(rows[0].balance), configId: String(rows[0].config_id) };
+  }
+
+  /** MySQL's conditional update; the OK packet carries the new balance and config id (unpackUpdate). */
+  private updateStatement(change: LedgerChange): Statement {
+    const { memberId, delta } = change;
+    return {
+      sql: `UPDATE members m JOIN member_quota_config c ON c.membership_type = m.membership_type
+               SET m.quota_balance = m.quota_balance + ?
+             WHERE m.id = ? AND m.quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
+               change.requireActive ? ' AND m.is_active = 1 AND c.is_active = 1' : ''
+             }
+               AND LAST_INSERT_ID((m.quota_balance + ?) * 4294967296 + c.id) > 0`,
+      params: [delta, memberId, delta, delta],
+    };
+  }
+
+  /** The history row of the update just before it in the same batch, written only if that update matched. */
+  private historyAfterUpdateStatement(change: LedgerChange): Statement {
+    return {
+      sql: `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
+            SELECT m.id, ?, m.quota_balance, ?, ?, ?, ?, ? FROM members m WHERE m.id = ? AND ROW_COUNT() = 1`,
+      params: [
+        change.delta,
+        change.reason,
+        change.actor,
+        change.operationId ?? null,
+        change.idempotencyKey ?? null,
+        change.note ?? null,
+        change.memberId,
+      ],
+    };
   }
 
   private async insertHistory(s: SqlSession, change: LedgerChange, balanceAfter: number): Promise<string> {
@@ -333,6 +406,13 @@ export class LedgerService {
     }
     if (existing.length > 0) throw new MembersExistError(existing.sort());
   }
+}
+
+/** The balance and config id that the update packed into LAST_INSERT_ID; null when it matched no row. */
+function unpackUpdate(result: ExecResult): { balance: number; configId: string } | null {
+  if (result.affected === 0 || result.insertId === null) return null;
+  const packed = BigInt(result.insertId);
+  return { balance: Number(packed >> 32n), configId: String(packed & 0xffffffffn) };
 }
 
 function marks(count: number): string {

@@ -158,6 +158,19 @@ export interface TransactionOptions {
   readonly entityManager?: boolean;
 }
 
+/** One statement of a batch, with its `?` parameters. */
+export interface Statement {
+  readonly sql: string;
+  readonly params: readonly unknown[];
+}
+
+export interface BatchOptions {
+  /** As for transactions; deadlocks are always retried. */
+  readonly retries?: number;
+  /** Lock wait time-outs are the caller's to interpret (a statement that was told not to wait). */
+  readonly retryLockTimeouts?: boolean;
+}
+
 const DEFAULT_RETRIES = 3;
 
 /**
@@ -211,14 +224,53 @@ export class QuotaDatabase implements OnModuleInit {
   }
 
   async transaction<T>(work: (session: SqlSession) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    const retries = options.retries ?? DEFAULT_RETRIES;
+    return this.retrying(options.retries ?? DEFAULT_RETRIES, true, () =>
+      this.dialect === 'mysql' && !options.entityManager
+        ? this.onceOnMysql(work)
+        : this.serialized(() => this.once(work)),
+    );
+  }
+
+  /** Whether batch() is available: on MySQL, where the pool sends several statements per query. */
+  get batches(): boolean {
+    return this.dialect === 'mysql';
+  }
+
+  /**
+   * A whole transaction in one round trip: START TRANSACTION, the statements and COMMIT sent as
+   * one query. The server stops at the first statement that fails, so COMMIT runs only when all
+   * of them succeeded; after a failure the transaction is rolled back and the error thrown.
+   * Round trips are most of what a consume costs, on both sides of the connection, and a hot
+   * member's row stays locked for one of them instead of four.
+   */
+  async batch(statements: readonly Statement[], options: BatchOptions = {}): Promise<ExecResult[]> {
+    if (!this.batches) throw new Error('batched transactions need MySQL');
+    const sql = ['START TRANSACTION', ...statements.map((s) => s.sql), 'COMMIT'].join(';\n');
+    const params = statements.flatMap((s) => s.params);
+    const results = await this.retrying(options.retries ?? DEFAULT_RETRIES, options.retryLockTimeouts ?? true, () =>
+      this.withMysqlConnection(async (session) => {
+        try {
+          return (await session.query(sql, params)) as { affectedRows?: number; insertId?: number | string }[];
+        } catch (err) {
+          await this.rollback(session, err);
+          throw err;
+        }
+      }),
+    );
+    return results.slice(1, -1).map((result) => ({
+      affected: result.affectedRows ?? 0,
+      insertId: result.insertId === undefined || result.insertId === null ? null : String(result.insertId),
+    }));
+  }
+
+  private async retrying<T>(retries: number, retryLockTimeouts: boolean, run: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        if (this.dialect === 'mysql' && !options.entityManager) return await this.onceOnMysql(work);
-        return await this.serialized(() => this.once(work));
+        return await run();
       } catch (err) {
         const kind = dbErrorKind(err);
-        if ((kind !== 'deadlock' && kind !== 'lock_timeout') || attempt >= retries) throw err;
+        const retryable = kind === 'deadlock' || (kind === 'lock_timeout' && retryLockTimeouts);
+        if (!retryable || attempt >= retries) throw err;
         this.metrics.transactionRetries.inc({ kind });
         this.logger.debug({ kind, attempt }, 'retrying a quota transaction');
         // Jitter spreads the retries of transactions that collided so they do not collide again.
@@ -258,16 +310,21 @@ export class QuotaDatabase implements OnModuleInit {
         result = await work(session);
         await session.query('COMMIT');
       } catch (err) {
-        try {
-          await session.query('ROLLBACK');
-        } catch (rollbackErr) {
-          this.logger.warn({ err: rollbackErr }, 'rollback failed');
-          throw new BrokenConnection(err);
-        }
+        await this.rollback(session, err);
         throw err;
       }
       return result;
     });
+  }
+
+  /** A connection whose transaction could not be rolled back leaves the pool (see withMysqlConnection). */
+  private async rollback(session: MysqlSession, cause?: unknown): Promise<void> {
+    try {
+      await session.query('ROLLBACK');
+    } catch (rollbackErr) {
+      this.logger.warn({ err: rollbackErr }, 'rollback failed');
+      throw new BrokenConnection(cause);
+    }
   }
 
   private async withMysqlConnection<T>(work: (session: MysqlSession) => Promise<T>): Promise<T> {

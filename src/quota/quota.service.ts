@@ -6,8 +6,13 @@ import { AppConfig } from '../config/app-config';
 import { ConfigCache } from './config-cache';
 import type { AdjustReason } from './dto/quota.dto';
 import type { ResetPeriod } from './entities/quota-config.entity';
-import { IdempotencyService, type IdempotentOperation, type IdempotentRequest } from './idempotency.service';
-import { LedgerService, type LedgerEntry } from './ledger.service';
+import {
+  IdempotencyService,
+  type IdempotentOperation,
+  type IdempotentOutcome,
+  type IdempotentRequest,
+} from './idempotency.service';
+import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics, type ConsumptionResult } from './quota.metrics';
 import { readBoolean, readNullableTimestamp, QuotaDatabase, type TransactionOptions } from './quota-database';
 import { InsufficientQuotaError, type ConfigInactiveError, type MemberInactiveError } from './quota.errors';
@@ -112,23 +117,15 @@ export class QuotaService {
   async consume(caller: Principal, memberId: string, request: AmountRequest, key?: string): Promise<QuotaChange> {
     this.assertReachable(caller, memberId);
     try {
-      const change = await this.change(
-        caller,
+      const change = await this.changeBalance(caller, 'consume', { amount: request.amount, note: request.note }, key, {
         memberId,
-        'consume',
-        { amount: request.amount, note: request.note },
-        key,
-        (s) =>
-          this.ledger.apply(s, {
-            memberId,
-            delta: -request.amount,
-            reason: 'consumption',
-            actor: caller.userId,
-            note: request.note,
-            idempotencyKey: key,
-            requireActive: true,
-          }),
-      );
+        delta: -request.amount,
+        reason: 'consumption',
+        actor: caller.userId,
+        note: request.note,
+        idempotencyKey: key,
+        requireActive: true,
+      });
       this.countConsumption(change.config?.membershipType, change.replayed ? 'replayed' : 'success');
       return change;
     } catch (err) {
@@ -138,17 +135,15 @@ export class QuotaService {
 
   async refund(caller: Principal, memberId: string, request: AmountRequest, key?: string): Promise<QuotaChange> {
     this.assertReachable(caller, memberId);
-    return this.change(caller, memberId, 'refund', { amount: request.amount, note: request.note }, key, (s) =>
-      this.ledger.apply(s, {
-        memberId,
-        delta: request.amount,
-        reason: 'refund',
-        actor: caller.userId,
-        note: request.note,
-        idempotencyKey: key,
-        requireActive: true,
-      }),
-    );
+    return this.changeBalance(caller, 'refund', { amount: request.amount, note: request.note }, key, {
+      memberId,
+      delta: request.amount,
+      reason: 'refund',
+      actor: caller.userId,
+      note: request.note,
+      idempotencyKey: key,
+      requireActive: true,
+    });
   }
 
   /** An operator's correction: `delta` or `new_quota` (exactly one), recorded in the audit log too. */
@@ -203,7 +198,26 @@ export class QuotaService {
   ): Promise<QuotaChange & { config: QuotaConfigView | null }> {
     const request: IdempotentRequest | null =
       key === undefined ? null : { scope: caller.userId, key, operation, memberId, body };
-    const { entry, replayed } = await this.idempotency.run(request, work, options);
+    return this.answer(await this.idempotency.run(request, work, options));
+  }
+
+  /** A plain ledger change (consume, refund): one round trip on MySQL (IdempotencyService.runChange). */
+  private async changeBalance(
+    caller: Principal,
+    operation: IdempotentOperation,
+    body: Record<string, unknown>,
+    key: string | undefined,
+    change: LedgerChange,
+  ): Promise<QuotaChange & { config: QuotaConfigView | null }> {
+    const request: IdempotentRequest | null =
+      key === undefined ? null : { scope: caller.userId, key, operation, memberId: change.memberId, body };
+    return this.answer(await this.idempotency.runChange(request, change));
+  }
+
+  private async answer({
+    entry,
+    replayed,
+  }: IdempotentOutcome): Promise<QuotaChange & { config: QuotaConfigView | null }> {
     const config = await this.configs.byIdOrNull(entry.configId);
     return { entry, replayed, config, headers: this.headers(entry.balanceAfter, config) };
   }

@@ -136,6 +136,27 @@ describe('quota under concurrency (two instances, one MariaDB)', () => {
     expect((await historyOf(first, member.id)).filter((h) => h.idempotency_key === key)).toHaveLength(1);
   });
 
+  it('a one-round-trip batch that fails part-way commits nothing, and its connection stays usable', async () => {
+    const member = await createMember(first, { maxQuota: 10 });
+    const db = first.app.get(QuotaDatabase);
+    const debit = { sql: 'UPDATE members SET quota_balance = quota_balance - 1 WHERE id = ?', params: [member.id] };
+    // A history row for a member that does not exist fails on its foreign key, after the debit ran.
+    const orphan = {
+      sql: "INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor) VALUES (?, -1, 0, 'consumption', 'test')",
+      params: ['999999999'],
+    };
+    for (let i = 0; i < 25; i++) {
+      await expect(db.batch([debit, orphan])).rejects.toMatchObject({ errno: 1452 });
+    }
+    expect(await balanceOf(first, member.id)).toBe(10);
+    // Every pooled connection went back rolled back: batches that succeed run on any of them.
+    const credit = { sql: 'UPDATE members SET quota_balance = quota_balance + 1 WHERE id = ?', params: [member.id] };
+    const results = await Promise.all(Array.from({ length: 20 }, () => db.batch([debit, credit])));
+    expect(results.map((r) => r.map((x) => x.affected))).toEqual(Array.from({ length: 20 }, () => [1, 1]));
+    expect(await balanceOf(first, member.id)).toBe(10);
+    expect((await historyOf(first, member.id)).map((h) => h.reason)).toEqual(['initial_grant']);
+  });
+
   it('retries a transaction that lost a deadlock, and both units of work complete', async () => {
     const a = await createMember(first);
     const b = await createMember(first);

@@ -95,6 +95,22 @@ describe('Idempotency-Key', () => {
     expect(ok.body.data.balance).toBe(0);
   });
 
+  it('replays a committed key even when the same change would now be refused', async () => {
+    const member = await createMember(t, { maxQuota: 5 });
+    const key = randomUUID();
+    const first = await consume(member.id, key, { amount: 5 });
+    expect(first.status).toBe(200);
+    expect(first.body.data.balance).toBe(0);
+    const before = await quotaSnapshot(t);
+
+    const again = await consume(member.id, key, { amount: 5 });
+    expect(again.status).toBe(200);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    expectProblem(await consume(member.id, key, { amount: 4 }), 422, 'idempotency_key_mismatch');
+    expect(await quotaSnapshot(t)).toEqual(before);
+  });
+
   it('accepts keys up to 255 printable characters and refuses longer or unprintable ones (422)', async () => {
     const member = await createMember(t, { maxQuota: 50 });
     await consume(member.id, 'k'.repeat(255), { amount: 1 }).expect(200);

@@ -2,7 +2,6 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { Principal } from '../auth/principal';
 import { AuditLogEntry } from './audit-log.entity';
-import { currentRequestId } from './request-context';
 
 export interface AuditEntry {
   readonly actor: Principal | 'system';
@@ -48,7 +47,7 @@ export class AuditService {
       entityId: entry.entityId,
       beforeJson: toJson(entry.before),
       afterJson: toJson(entry.after),
-      requestId: currentRequestId(),
+      requestId: user?.requestId ?? null,
       createdAt: new Date(),
     });
   }

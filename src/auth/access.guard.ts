@@ -7,7 +7,7 @@ import { IS_PUBLIC_KEY, ROLES_KEY } from './decorators';
 import { JwtAuthenticator } from './jwt-authenticator';
 import type { Principal, Role } from './principal';
 
-type AuthRequest = Request & { user?: Principal };
+type AuthRequest = Request & { user?: Principal; id?: unknown };
 
 /**
  * The one global guard, so the order is fixed: authenticate, rate-limit (per user once known, per
@@ -31,7 +31,8 @@ export class AccessGuard implements CanActivate {
     let authFailure: AppError | undefined;
     if (!isPublic) {
       try {
-        req.user = await this.authenticator.authenticate(req, http.getResponse<Response>());
+        const principal = await this.authenticator.authenticate(req, http.getResponse<Response>());
+        req.user = { ...principal, requestId: typeof req.id === 'string' ? req.id : null };
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         authFailure = err;

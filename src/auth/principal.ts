@@ -8,4 +8,6 @@ export interface Principal {
   readonly role: Role;
   /** Set for `member` users: the only member whose data the token can reach. */
   readonly memberId: string | null;
+  /** The HTTP request this caller is making, when there is one: the audit log names it. */
+  readonly requestId?: string | null;
 }

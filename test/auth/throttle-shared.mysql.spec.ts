@@ -54,6 +54,20 @@ describe('rate limits shared through Redis', () => {
     expect(await redis.get(`${prefix}:throttle:{default:user:${user.userId}}:hits`)).toBe('5');
   });
 
+  it('lets exactly the budget through when one user sends many requests at once to both instances', async () => {
+    const user = await loginAs(first, 'admin');
+    const responses = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        request((i % 2 === 0 ? first : second).server)
+          .get('/api/v1/auth/me')
+          .set(bearer(user.token)),
+      ),
+    );
+    const statuses = responses.map((r) => r.status).sort();
+    expect(statuses).toEqual([...Array(4).fill(200), ...Array(20).fill(429)]);
+    for (const r of responses.filter((x) => x.status === 429)) expectProblem(r, 429, 'rate_limited');
+  });
+
   it('spends one login budget per address across instances', async () => {
     const user = await createUser(first, { role: 'operator' });
     const body = { email: user.email, password: 'wrong-password-x' };

@@ -6,7 +6,8 @@ import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module';
 import { HttpMetrics } from './metrics/http-metrics';
-import { createHttpLogger, PinoNestLogger } from './common/logging';
+import { createAccessLog } from './common/access-log';
+import { PinoNestLogger } from './common/logging';
 import { ProblemDetailsFilter } from './common/problem-details.filter';
 import { createValidationPipe } from './common/validation';
 import { setupApiDocs } from './openapi/setup';
@@ -30,7 +31,7 @@ function configureHttp(app: NestExpressApplication, config: AppConfig, logger: L
   app.set('etag', false);
   // Order matters: the request id and access log come first so that every response, including
   // body-parser refusals, carries X-Request-Id and is logged.
-  app.use(createHttpLogger(logger));
+  app.use(createAccessLog(logger));
   app.use(helmet());
   app.use(app.get(HttpMetrics).middleware);
   if (config.role === 'worker') {

@@ -1,9 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LoggerService } from '@nestjs/common';
-import pino, { type Logger } from 'pino';
-import { pinoHttp, type HttpLogger } from 'pino-http';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import type { AppConfig } from '../config/app-config';
-import { assignRequestId } from './request-id';
 
 const REDACTED_PATHS = [
   'req.headers.authorization',
@@ -18,10 +15,7 @@ const REDACTED_PATHS = [
   '*.secret',
 ];
 
-/** Probes hit every few seconds; logging each would drown everything else. */
-const QUIET_PATHS = new Set(['/api/v1/health/live', '/api/v1/health/ready', '/metrics']);
-
-export function createRootLogger(config: Pick<AppConfig, 'logLevel'>): Logger {
+export function createRootLogger(config: Pick<AppConfig, 'logLevel'>, destination?: DestinationStream): Logger {
   return pino(
     {
       level: config.logLevel,
@@ -32,32 +26,13 @@ export function createRootLogger(config: Pick<AppConfig, 'logLevel'>): Logger {
     },
     // Asynchronous writes: a synchronous write per access-log line cost a fifth of the CPU of a
     // consume request. Lines written while one write is in flight go out together.
-    config.logLevel === 'silent' ? undefined : pino.destination({ dest: 1, sync: false }),
+    config.logLevel === 'silent' ? undefined : (destination ?? pino.destination({ dest: 1, sync: false })),
   );
 }
 
 /** Writes out buffered log lines; call before process.exit. */
 export function flushLogs(logger: Logger): Promise<void> {
   return new Promise((resolve) => logger.flush(() => resolve()));
-}
-
-export function createHttpLogger(logger: Logger): HttpLogger {
-  return pinoHttp({
-    logger,
-    genReqId: assignRequestId,
-    autoLogging: { ignore: (req) => QUIET_PATHS.has((req.url ?? '').split('?')[0]) },
-    customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) =>
-      err || res.statusCode >= 500 ? 'error' : 'info',
-    serializers: {
-      req: (req: { id: string; method: string; url: string; remoteAddress?: string }) => ({
-        id: req.id,
-        method: req.method,
-        url: req.url,
-        remoteAddress: req.remoteAddress,
-      }),
-      res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-    },
-  });
 }
 
 /** Nest's own log lines (bootstrap, lifecycle) in the same JSON stream. */

@@ -78,7 +78,9 @@ function fromHttpException(exception: HttpException): AppError {
 }
 
 /** Maps any thrown value to the AppError the client will see; unexpected ones are logged. */
-export function toAppError(exception: unknown, log: Logger, requestId: string): AppError {
+export function toAppError(exception: unknown, logger: Logger, requestId: string): AppError {
+  // Error lines carry the request id, like the access-log line of the same request.
+  const log = { error: (fields: object, msg: string) => logger.error({ ...fields, req: { id: requestId } }, msg) };
   if (exception instanceof AppError) {
     if (exception.status >= 500) log.error({ err: exception }, exception.code);
     return exception;
@@ -118,7 +120,7 @@ export function sendProblem(res: Response, error: AppError, requestId: string): 
   res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
 }
 
-type LoggedRequest = Request & { log?: Logger };
+type LoggedRequest = Request & { id?: string };
 
 /**
  * Turns every error into RFC 9457 problem+json. Internal details (stack, SQL, driver names) are
@@ -134,7 +136,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
   }
 
   handle(exception: unknown, req: LoggedRequest, res: Response): void {
-    const requestId = String((req.id as string | number | undefined) ?? '');
-    sendProblem(res, toAppError(exception, req.log ?? this.logger, requestId), requestId);
+    const requestId = req.id ?? '';
+    sendProblem(res, toAppError(exception, this.logger, requestId), requestId);
   }
 }

@@ -6,7 +6,7 @@ export const REQUEST_ID_HEADER = 'X-Request-Id';
 /** A caller's id is echoed only when it is safe to put in logs and headers. */
 const ACCEPTABLE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Used as pino-http's genReqId: picks the request id and sets the response header, once. */
+/** Picks the request id (the caller's when acceptable) and sets the response header. */
 export function assignRequestId(req: IncomingMessage, res: ServerResponse): string {
   const incoming = req.headers['x-request-id'];
   const id = typeof incoming === 'string' && ACCEPTABLE_REQUEST_ID.test(incoming) ? incoming : randomUUID();

@@ -1,6 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
+import type { DestinationStream } from 'pino';
 import { createApp } from '../../src/app.factory';
 import type { AppModuleOptions } from '../../src/app.module';
 import { createRootLogger } from '../../src/common/logging';
@@ -34,6 +35,8 @@ export interface StartOptions {
   readonly env?: Record<string, string>;
   readonly database?: TestDatabase;
   readonly extraModules?: AppModuleOptions['extraModules'];
+  /** Where log lines go (set LOG_LEVEL in env too; tests are silent by default). */
+  readonly logDestination?: DestinationStream;
 }
 
 /** Removes every key a test app wrote: its own prefix and the BullMQ hash-tag form of it. */
@@ -58,7 +61,7 @@ export async function deleteRedisKeys(prefix: string): Promise<void> {
 export async function startTestApp(options: StartOptions = {}): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase(testDriver));
   const config = loadConfig({ ...baseTestEnv(database), ...options.env });
-  const app = await createApp(config, createRootLogger(config), options.extraModules);
+  const app = await createApp(config, createRootLogger(config, options.logDestination), options.extraModules);
   return {
     app,
     server: app.getHttpServer() as Server,

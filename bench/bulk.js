@@ -15,7 +15,7 @@ const { randomBytes } = require('node:crypto');
 const { readFileSync } = require('node:fs');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
-const { ROOT, num, logger, freePort, processes, waitUntil } = require('./lib');
+const { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil } = require('./lib');
 
 const log = logger('bench:bulk');
 const { children, start, runToCompletion } = processes();
@@ -163,16 +163,28 @@ async function main() {
 
   const apiPort = await freePort();
   const workerPort = await freePort();
-  const api = start('api', path.join(ROOT, 'dist/src/main.js'), [], {
-    ...common,
-    APP_ROLE: 'api',
-    PORT: String(apiPort),
-  });
-  const worker = start('worker', path.join(ROOT, 'dist/src/main.js'), [], {
-    ...common,
-    APP_ROLE: 'worker',
-    PORT: String(workerPort),
-  });
+  const api = start(
+    'api',
+    path.join(ROOT, 'dist/src/main.js'),
+    [],
+    {
+      ...common,
+      APP_ROLE: 'api',
+      PORT: String(apiPort),
+    },
+    PRODUCTION_NODE_ARGS,
+  );
+  const worker = start(
+    'worker',
+    path.join(ROOT, 'dist/src/main.js'),
+    [],
+    {
+      ...common,
+      APP_ROLE: 'worker',
+      PORT: String(workerPort),
+    },
+    PRODUCTION_NODE_ARGS,
+  );
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   for (const [proc, port] of [
     [api, apiPort],

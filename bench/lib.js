@@ -6,6 +6,11 @@ const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
 
+/** The node flags production runs the service with (npm run start:prod, the Dockerfile). */
+const PRODUCTION_NODE_ARGS = require('../package.json')
+  .scripts['start:prod'].split(' ')
+  .filter((word) => word.startsWith('--'));
+
 function num(name, fallback) {
   const raw = process.env[name];
   const value = raw === undefined || raw === '' ? fallback : Number(raw);
@@ -60,4 +65,4 @@ async function waitUntil(check, timeoutMs, what) {
   throw new Error(`${what} did not happen within ${timeoutMs} ms`);
 }
 
-module.exports = { ROOT, num, logger, freePort, processes, waitUntil };
+module.exports = { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil };

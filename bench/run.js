@@ -14,7 +14,7 @@ const { randomBytes } = require('node:crypto');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
 const autocannon = require('autocannon');
-const { ROOT, num, logger, freePort, processes, waitUntil } = require('./lib');
+const { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil } = require('./lib');
 
 const log = logger('bench');
 const { children, start, runToCompletion } = processes();
@@ -191,8 +191,9 @@ async function main() {
     serviceEnv,
   );
 
-  // BENCH_SERVICE_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the service.
-  const serviceNodeArgs = (env.BENCH_SERVICE_NODE_ARGS || '').split(' ').filter(Boolean);
+  // The production node flags (npm run start:prod, the Dockerfile), plus BENCH_SERVICE_NODE_ARGS,
+  // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
+  const serviceNodeArgs = [...PRODUCTION_NODE_ARGS, ...(env.BENCH_SERVICE_NODE_ARGS || '').split(' ').filter(Boolean)];
   const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, serviceNodeArgs);
   const baseline = start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
     PORT: String(baselinePort),

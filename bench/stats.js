@@ -17,7 +17,7 @@ const { randomBytes } = require('node:crypto');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
 const autocannon = require('autocannon');
-const { ROOT, num, logger, freePort, processes, waitUntil } = require('./lib');
+const { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil } = require('./lib');
 
 const log = logger('bench:stats');
 const { children, start, runToCompletion } = processes();
@@ -176,7 +176,7 @@ async function main() {
     serviceEnv,
   );
 
-  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv);
+  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, PRODUCTION_NODE_ARGS);
   const url = `http://127.0.0.1:${port}`;
   await waitUntil(
     async () => (await fetch(`${url}/api/v1/health/ready`)).status === 200,

@@ -15,11 +15,14 @@ function pathOf(url: string | undefined): string {
 
 /**
  * Gives every request its id (X-Request-Id) and writes one access-log line when it ends:
- * `request completed`, or `request aborted` when the client left first. Lines go through the root
- * logger, so its redaction and asynchronous destination apply; no per-request child logger is
- * built, which is most of what a request logger costs per request.
+ * `request completed`, or `request aborted` when the client left first. Lines go to the root
+ * logger's asynchronous destination; no per-request child logger is built, which is most of what
+ * a request logger costs per request.
  */
 export function createAccessLog(logger: Logger) {
+  // The line holds only the fields picked below, none of them secret (never headers or bodies),
+  // so it skips the root logger's redaction pass, which took longer than writing the line.
+  const access = logger.child({}, { redact: { paths: [] } });
   return (req: IdentifiedRequest, res: ServerResponse, next: () => void): void => {
     const started = performance.now();
     req.id = assignRequestId(req, res);
@@ -30,9 +33,9 @@ export function createAccessLog(logger: Logger) {
           res: { statusCode: res.statusCode },
           responseTime: Math.round(performance.now() - started),
         };
-        if (!res.writableFinished) logger.warn(line, 'request aborted');
-        else if (res.statusCode >= 500) logger.error(line, 'request completed');
-        else logger.info(line, 'request completed');
+        if (!res.writableFinished) access.warn(line, 'request aborted');
+        else if (res.statusCode >= 500) access.error(line, 'request completed');
+        else access.info(line, 'request completed');
       });
     }
     next();

@@ -50,12 +50,18 @@ describe('health endpoints', () => {
     expect(unsafe.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
-  it('sends security headers and no X-Powered-By', async () => {
-    const res = await request(t.server).get('/api/v1/health/live');
-    expect(res.headers['x-powered-by']).toBeUndefined();
-    expect(res.headers['x-content-type-options']).toBe('nosniff');
-    expect(res.headers['content-security-policy']).toBeDefined();
-    expect(res.headers['strict-transport-security']).toBeDefined();
+  it('sends the security headers of a JSON API and no X-Powered-By', async () => {
+    for (const path of ['/api/v1/health/live', '/api/v1/no-such-route']) {
+      const res = await request(t.server).get(path);
+      expect(res.headers['x-powered-by']).toBeUndefined();
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'");
+      expect(res.headers['x-frame-options']).toBe('DENY');
+      expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+      // Headers for browser documents stay off JSON answers.
+      expect(res.headers['cross-origin-opener-policy']).toBeUndefined();
+      expect(res.headers['x-dns-prefetch-control']).toBeUndefined();
+    }
   });
 
   it('turns readiness to 503 as soon as shutdown begins, while liveness stays up', async () => {

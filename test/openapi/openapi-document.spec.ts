@@ -150,6 +150,9 @@ describe('the running application and its document', () => {
     expect(ui.status).toBe(200);
     expect(ui.headers['content-type']).toMatch(/text\/html/);
     expect(ui.text).toContain('swagger-ui');
+    // A browser document: helmet's full set, whose CSP lets the page load its own scripts.
+    expect(ui.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(ui.headers['cross-origin-opener-policy']).toBe('same-origin');
     const init = await request(testApp.server).get('/api/docs/swagger-ui-init.js');
     expect(init.status).toBe(200);
     const bundle = await request(testApp.server).get('/api/docs/swagger-ui-bundle.js');

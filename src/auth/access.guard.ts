@@ -3,7 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { AppError } from '../common/app-error';
 import { AppThrottlerGuard } from '../throttle/app-throttler.guard';
-import { IS_PUBLIC_KEY, ROLES_KEY } from './decorators';
+import { CHECKS_CALLER_IN_TRANSACTION_KEY, IS_PUBLIC_KEY, ROLES_KEY } from './decorators';
 import { JwtAuthenticator } from './jwt-authenticator';
 import type { Principal, Role } from './principal';
 
@@ -31,7 +31,8 @@ export class AccessGuard implements CanActivate {
     let authFailure: AppError | undefined;
     if (!isPublic) {
       try {
-        const principal = await this.authenticator.authenticate(req, http.getResponse<Response>());
+        const defer = this.reflector.getAllAndOverride<boolean | undefined>(CHECKS_CALLER_IN_TRANSACTION_KEY, targets);
+        const principal = await this.authenticator.authenticate(req, http.getResponse<Response>(), defer === true);
         req.user = { ...principal, requestId: typeof req.id === 'string' ? req.id : null };
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
@@ -48,6 +49,9 @@ export class AccessGuard implements CanActivate {
       throw new AppError('forbidden', 'This endpoint is not open to any role.');
     }
     if (!roles.includes(req.user.role)) {
+      // A token that no longer holds at all is told so, as it would be without the deferred check.
+      const pending = req.user.pendingCheck;
+      if (pending) await pending.settle();
       throw new AppError('forbidden', 'Your role is not allowed to use this endpoint.');
     }
     return true;

@@ -1,13 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { AppError } from '../common/app-error';
+import { INVALID_TOKEN, MISSING_TOKEN } from './token-errors';
 import { JWT_STRATEGY, JwtStrategy, type Claims } from './jwt.strategy';
 import type { Principal } from './principal';
-
-export const MISSING_TOKEN = () =>
-  new AppError('unauthorized', 'Authentication is required: send an Authorization: Bearer <token> header.');
-/** One answer for every bad token: the client learns nothing about why. */
-export const INVALID_TOKEN = () => new AppError('invalid_token', 'The bearer token is invalid, expired or revoked.');
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
 const VERIFIED_TOKENS_MAX = 10_000;
@@ -26,7 +21,11 @@ export class JwtAuthenticator {
 
   constructor(private readonly strategy: JwtStrategy) {}
 
-  async authenticate(req: Request, res: Response): Promise<Principal> {
+  /**
+   * `deferUserCheck` (routes marked @ChecksCallerInTransaction): a token already verified and
+   * looked up before comes back with its user check pending instead of looked up again.
+   */
+  async authenticate(req: Request, res: Response, deferUserCheck = false): Promise<Principal> {
     const header = req.headers.authorization;
     if (header === undefined) throw MISSING_TOKEN();
     const token = BEARER.exec(header)?.[1];
@@ -36,6 +35,8 @@ export class JwtAuthenticator {
         this.verified.delete(token!);
         throw INVALID_TOKEN();
       }
+      const pending = deferUserCheck ? this.strategy.pendingPrincipal(known) : null;
+      if (pending) return pending;
       const principal = await this.strategy.validate(known);
       if (!principal) throw INVALID_TOKEN();
       return principal;

@@ -6,7 +6,8 @@ import { ExtractJwt, Strategy } from 'passport-jwt';
 import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config';
 import { directQuery } from '../database/direct-query';
-import type { Principal, Role } from './principal';
+import { INVALID_TOKEN } from './token-errors';
+import type { PendingCallerCheck, Principal, Role } from './principal';
 import { JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER } from './token.service';
 
 export const JWT_STRATEGY = 'jwt';
@@ -19,6 +20,7 @@ export const JWT_STRATEGY = 'jwt';
 const passportInstances = new WeakMap<object, passport.Authenticator>();
 
 const USER_ID = /^[1-9]\d{0,18}$/;
+const KNOWN_ACCESS_MAX = 10_000;
 
 export interface Claims {
   sub?: unknown;
@@ -36,6 +38,9 @@ interface UserAccessRow {
 
 @Injectable()
 export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
+  /** `userId:tokenVersion` → the caller it stood for at its last successful lookup. */
+  private readonly knownAccess = new Map<string, Principal>();
+
   constructor(
     config: AppConfig,
     private readonly dataSource: DataSource,
@@ -71,18 +76,54 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   async validate(claims: Claims): Promise<Principal | false> {
     if (typeof claims.exp !== 'number' || typeof claims.sub !== 'string' || !USER_ID.test(claims.sub)) return false;
     if (typeof claims.ver !== 'number' || !Number.isInteger(claims.ver)) return false;
+    return this.lookUp(claims.sub, claims.ver);
+  }
+
+  /**
+   * The caller a token stood for at its last successful lookup, with the lookup itself left
+   * pending (see PendingCallerCheck); null for a token not looked up yet. Role, member and email
+   * cannot change under one token version (changing role or member revokes tokens), so only
+   * "still active, version still current" remains to check.
+   */
+  pendingPrincipal(claims: Claims): Principal | null {
+    if (typeof claims.sub !== 'string' || typeof claims.ver !== 'number') return null;
+    const known = this.knownAccess.get(`${claims.sub}:${claims.ver}`);
+    if (!known) return null;
+    const check: PendingCallerCheck = {
+      userId: claims.sub,
+      tokenVersion: claims.ver,
+      confirmed: false,
+      settle: async () => {
+        if (check.confirmed) return;
+        if ((await this.lookUp(check.userId, check.tokenVersion)) === false) throw INVALID_TOKEN();
+        check.confirmed = true;
+      },
+    };
+    return { ...known, pendingCheck: check };
+  }
+
+  private async lookUp(userId: string, tokenVersion: number): Promise<Principal | false> {
+    const key = `${userId}:${tokenVersion}`;
     const [user] = await directQuery<UserAccessRow>(
       this.dataSource,
       'SELECT email, role, member_id, is_active, token_version FROM users WHERE id = ?',
-      [claims.sub],
+      [userId],
     );
     const active = user?.is_active === true || user?.is_active === 1 || user?.is_active === '1';
-    if (!user || !active || Number(user.token_version) !== claims.ver) return false;
-    return {
-      userId: claims.sub,
+    if (!user || !active || Number(user.token_version) !== tokenVersion) {
+      this.knownAccess.delete(key);
+      return false;
+    }
+    const principal: Principal = {
+      userId,
       email: user.email,
       role: user.role,
       memberId: user.member_id === null ? null : String(user.member_id),
     };
+    if (!this.knownAccess.has(key)) {
+      if (this.knownAccess.size >= KNOWN_ACCESS_MAX) this.knownAccess.delete(this.knownAccess.keys().next().value!);
+      this.knownAccess.set(key, principal);
+    }
+    return principal;
   }
 }

@@ -120,7 +120,13 @@ export function sendProblem(res: Response, error: AppError, requestId: string): 
   res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
 }
 
-type LoggedRequest = Request & { id?: string };
+/** A caller check a route left pending (auth's PendingCallerCheck, as far as errors need it). */
+interface PendingCheck {
+  readonly confirmed: boolean;
+  settle(): Promise<void>;
+}
+
+type LoggedRequest = Request & { id?: string; user?: { pendingCheck?: PendingCheck } };
 
 /**
  * Turns every error into RFC 9457 problem+json. Internal details (stack, SQL, driver names) are
@@ -137,6 +143,15 @@ export class ProblemDetailsFilter implements ExceptionFilter {
 
   handle(exception: unknown, req: LoggedRequest, res: Response): void {
     const requestId = req.id ?? '';
+    const pending = req.user?.pendingCheck;
+    if (pending && !pending.confirmed) {
+      // A token that no longer holds is told 401, not what its request would otherwise have got.
+      pending.settle().then(
+        () => sendProblem(res, toAppError(exception, this.logger, requestId), requestId),
+        (refusal: unknown) => sendProblem(res, toAppError(refusal, this.logger, requestId), requestId),
+      );
+      return;
+    }
     sendProblem(res, toAppError(exception, this.logger, requestId), requestId);
   }
 }

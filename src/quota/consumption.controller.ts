@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { CurrentPrincipal, Roles } from '../auth/decorators';
+import { ChecksCallerInTransaction, CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiIdempotencyKey, QUOTA_HEADERS, REPLAY_HEADER } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
 import { BalanceSchema, QuotaChangeSchema } from '../openapi/schemas';
@@ -81,6 +81,7 @@ export class ConsumptionController {
   @ApiDataResponse(QuotaChangeSchema, { headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
   @ApiProblems(...CONSUME_PROBLEMS)
   @HttpCode(200)
+  @ChecksCallerInTransaction()
   @Roles('member')
   async consumeOwn(
     @NoQuery() _query: undefined,
@@ -116,6 +117,7 @@ export class ConsumptionController {
   @ApiDataResponse(QuotaChangeSchema, { headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
   @ApiProblems(...CONSUME_PROBLEMS)
   @HttpCode(200)
+  @ChecksCallerInTransaction()
   @Roles('admin', 'service', 'member')
   async consume(
     @NoQuery() _query: undefined,
@@ -142,6 +144,7 @@ export class ConsumptionController {
     'idempotency_key_in_use',
   )
   @HttpCode(200)
+  @ChecksCallerInTransaction()
   @Roles('admin', 'service')
   async refund(
     @NoQuery() _query: undefined,

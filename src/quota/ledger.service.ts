@@ -1,4 +1,6 @@
 import { Injectable } from '@nestjs/common';
+import type { PendingCallerCheck } from '../auth/principal';
+import { INVALID_TOKEN } from '../auth/token-errors';
 import { NotFoundError } from '../common/app-error';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { QuotaMetrics } from './quota.metrics';
@@ -35,6 +37,8 @@ export interface LedgerChange {
   readonly operationId?: string | null;
   /** Consumption and refunds need an active member with an active config; admin changes do not. */
   readonly requireActive?: boolean;
+  /** The caller's token, checked by the update itself (see PendingCallerCheck). */
+  readonly callerCheck?: PendingCallerCheck;
 }
 
 export interface LedgerEntry {
@@ -58,6 +62,17 @@ interface MemberState {
   memberActive: boolean;
   configActive: boolean;
   membershipType: string;
+  /** Whether the change's pending caller check holds (true when there is none). */
+  callerValid: boolean;
+}
+
+/** The condition a pending caller check adds to an update (both dialects). */
+const CALLER_HOLDS = 'EXISTS (SELECT 1 FROM users u WHERE u.id = ? AND u.is_active = 1 AND u.token_version = ?)';
+
+function callerCondition(change: LedgerChange): { sql: string; params: unknown[] } {
+  const check = change.callerCheck;
+  if (!check || check.confirmed) return { sql: '', params: [] };
+  return { sql: ` AND ${CALLER_HOLDS}`, params: [check.userId, check.tokenVersion] };
 }
 
 /** How many times a conditional update that matched nothing, with no reason found, is retried. */
@@ -83,7 +98,7 @@ export class LedgerService {
         const historyId = await this.insertHistory(s, change, updated.balance);
         return this.applied(change, updated, historyId);
       }
-      const state = await this.memberState(s, change.memberId);
+      const state = await this.memberState(s, change);
       this.refuse(state, change);
       // The row changed between the two statements in a way that now allows the change: try again.
       if (check + 1 >= MAX_RECHECKS) throw new Error(`ledger update for member ${change.memberId} kept missing`);
@@ -117,7 +132,7 @@ export class LedgerService {
       if (history.affected !== 0 || (followUp && follow.affected !== 0)) {
         throw new Error(`ledger batch for member ${change.memberId} wrote rows without a balance change`);
       }
-      const state = await this.db.read((s) => this.memberState(s, change.memberId));
+      const state = await this.db.read((s) => this.memberState(s, change));
       this.refuse(state, change);
       if (check + 1 >= MAX_RECHECKS) throw new Error(`ledger update for member ${change.memberId} kept missing`);
     }
@@ -128,6 +143,8 @@ export class LedgerService {
     updated: { balance: number; configId: string },
     historyId: string,
   ): LedgerEntry {
+    // The update matched, so did its caller condition, in this very transaction.
+    if (change.callerCheck) change.callerCheck.confirmed = true;
     this.metrics.ledgerChanges.inc({ reason: change.reason });
     return {
       historyId,
@@ -291,6 +308,7 @@ export class LedgerService {
       const update = this.updateStatement(change);
       return unpackUpdate(await s.exec(update.sql, update.params));
     }
+    const caller = callerCondition(change);
     const rows = await s.rows<{ balance: number; config_id: unknown }>(
       `UPDATE members SET quota_balance = quota_balance + ?
         WHERE id = ? AND quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
@@ -298,10 +316,10 @@ export class LedgerService {
             ? ` AND is_active = 1 AND EXISTS (SELECT 1 FROM member_quota_config c
                   WHERE c.membership_type = members.membership_type AND c.is_active = 1)`
             : ''
-        }
+        }${caller.sql}
         RETURNING quota_balance AS balance,
           (SELECT c.id FROM member_quota_config c WHERE c.membership_type = members.membership_type) AS config_id`,
-      [delta, memberId, delta],
+      [delta, memberId, delta, ...caller.params],
     );
     if (rows.length === 0) return null;
     return { balance: Number(rows[0].balance), configId: String(rows[0].config_id) };
@@ -310,14 +328,15 @@ export class LedgerService {
   /** MySQL's conditional update; the OK packet carries the new balance and config id (unpackUpdate). */
   private updateStatement(change: LedgerChange): Statement {
     const { memberId, delta } = change;
+    const caller = callerCondition(change);
     return {
       sql: `UPDATE members m JOIN member_quota_config c ON c.membership_type = m.membership_type
                SET m.quota_balance = m.quota_balance + ?
              WHERE m.id = ? AND m.quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
                change.requireActive ? ' AND m.is_active = 1 AND c.is_active = 1' : ''
-             }
+             }${caller.sql}
                AND LAST_INSERT_ID((m.quota_balance + ?) * 4294967296 + c.id) > 0`,
-      params: [delta, memberId, delta, delta],
+      params: [delta, memberId, delta, ...caller.params, delta],
     };
   }
 
@@ -357,17 +376,20 @@ export class LedgerService {
     return result.insertId;
   }
 
-  private async memberState(s: SqlSession, memberId: string): Promise<MemberState | null> {
+  private async memberState(s: SqlSession, change: LedgerChange): Promise<MemberState | null> {
+    const caller = callerCondition(change);
     const rows = await s.rows<{
       balance: number;
       member_active: unknown;
       config_active: unknown;
       membership_type: string;
+      caller_valid: unknown;
     }>(
-      `SELECT m.quota_balance AS balance, m.is_active AS member_active, c.is_active AS config_active, m.membership_type
+      `SELECT m.quota_balance AS balance, m.is_active AS member_active, c.is_active AS config_active, m.membership_type,
+              ${caller.sql ? `CASE WHEN ${CALLER_HOLDS} THEN 1 ELSE 0 END` : '1'} AS caller_valid
          FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
         WHERE m.id = ?`,
-      [memberId],
+      [...caller.params, change.memberId],
     );
     if (rows.length === 0) return null;
     const row = rows[0];
@@ -376,11 +398,17 @@ export class LedgerService {
       memberActive: readBoolean(row.member_active),
       configActive: readBoolean(row.config_active),
       membershipType: row.membership_type,
+      callerValid: readBoolean(row.caller_valid),
     };
   }
 
   /** Says why a conditional update matched nothing; returns when no reason holds (any more). */
   private refuse(state: MemberState | null, change: LedgerChange): void {
+    if (change.callerCheck && !change.callerCheck.confirmed) {
+      // Before anything about the member: a token that no longer holds learns nothing about it.
+      if (state && !state.callerValid) throw INVALID_TOKEN();
+      if (state) change.callerCheck.confirmed = true;
+    }
     if (!state) throw new NotFoundError('Member');
     if (change.requireActive && !state.memberActive) throw new MemberInactiveError(state.membershipType);
     if (change.requireActive && !state.configActive) throw new ConfigInactiveError(state.membershipType);

@@ -125,6 +125,7 @@ export class QuotaService {
         note: request.note,
         idempotencyKey: key,
         requireActive: true,
+        callerCheck: caller.pendingCheck,
       });
       this.countConsumption(change.config?.membershipType, change.replayed ? 'replayed' : 'success');
       return change;
@@ -143,6 +144,7 @@ export class QuotaService {
       note: request.note,
       idempotencyKey: key,
       requireActive: true,
+      callerCheck: caller.pendingCheck,
     });
   }
 
@@ -211,7 +213,10 @@ export class QuotaService {
   ): Promise<QuotaChange & { config: QuotaConfigView | null }> {
     const request: IdempotentRequest | null =
       key === undefined ? null : { scope: caller.userId, key, operation, memberId: change.memberId, body };
-    return this.answer(await this.idempotency.runChange(request, change));
+    const outcome = await this.idempotency.runChange(request, change);
+    // A replay wrote nothing, so nothing checked the caller on the way (see PendingCallerCheck).
+    await caller.pendingCheck?.settle();
+    return this.answer(outcome);
   }
 
   private async answer({

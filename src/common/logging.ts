@@ -25,8 +25,10 @@ export function createRootLogger(config: Pick<AppConfig, 'logLevel'>, destinatio
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
     // Asynchronous writes: a synchronous write per access-log line cost a fifth of the CPU of a
-    // consume request. Lines written while one write is in flight go out together.
-    config.logLevel === 'silent' ? undefined : (destination ?? pino.destination({ dest: 1, sync: false })),
+    // consume request. Lines gather up to 4 KB per write, and never wait longer than 250 ms.
+    config.logLevel === 'silent'
+      ? undefined
+      : (destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 250 })),
   );
 }
 

@@ -6,6 +6,7 @@ import { AppError } from '../common/app-error';
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
 import {
+  compactSql,
   dbErrorKind,
   readTimestamp,
   sqlTimestamp,
@@ -20,6 +21,10 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const PURGE_BATCH = 1000;
 const MAX_CLAIM_ATTEMPTS = 3;
+const CLAIM_AFTER_CHANGE_SQL = compactSql(
+  `INSERT INTO idempotency_keys (key_hash, scope, request_hash, member_id, created_at, expires_at)
+   SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() = 1`,
+);
 
 export type IdempotentOperation = 'consume' | 'refund' | 'adjust';
 
@@ -209,10 +214,10 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
   /** claim() as the statement that follows a ledger change in its batch (LedgerService.applyAlone). */
   private claimAfterChange(request: IdempotentRequest, hash: string, reqHash: string): Statement {
     const now = new Date();
-    const insert = `INSERT INTO idempotency_keys (key_hash, scope, request_hash, member_id, created_at, expires_at)
-                    SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() = 1`;
     return {
-      sql: this.db.isMariaDb ? `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${insert}` : insert,
+      sql: this.db.isMariaDb
+        ? `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${CLAIM_AFTER_CHANGE_SQL}`
+        : CLAIM_AFTER_CHANGE_SQL,
       params: [
         hash,
         request.scope,

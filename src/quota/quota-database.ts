@@ -42,6 +42,11 @@ export function dbErrorKind(error: unknown): DbErrorKind | undefined {
   return undefined;
 }
 
+/** SQL written for reading, as sent: runs of whitespace (layout) become one space. No literal may contain any. */
+export function compactSql(sql: string): string {
+  return sql.replace(/\s+/g, ' ').trim();
+}
+
 /** "YYYY-MM-DD HH:MM:SS.mmm" in UTC: what both drivers store in DATETIME(3) (MySQL sessions run in UTC). */
 export function sqlTimestamp(date: Date): string {
   return date.toISOString().replace('T', ' ').replace('Z', '');

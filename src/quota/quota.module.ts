@@ -15,7 +15,9 @@ import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
 @Module({
-  controllers: [ConfigsController, MembersController, ConsumptionController, AdminQuotaController],
+  // Express tries routes in the order they were registered: the consumption routes, which carry
+  // the traffic, come first.
+  controllers: [ConsumptionController, ConfigsController, MembersController, AdminQuotaController],
   providers: [
     QuotaMetrics,
     QuotaDatabase,

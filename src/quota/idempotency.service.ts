@@ -21,10 +21,13 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const PURGE_BATCH = 1000;
 const MAX_CLAIM_ATTEMPTS = 3;
+/** Stamped with the database's clock (MySQL sessions run in UTC), like the rest of the batch. */
 const CLAIM_AFTER_CHANGE_SQL = compactSql(
   `INSERT INTO idempotency_keys (key_hash, scope, request_hash, member_id, created_at, expires_at)
-   SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() = 1`,
+   SELECT ?, ?, ?, ?, NOW(3), NOW(3) + INTERVAL ${IDEMPOTENCY_TTL_MS / 1000} SECOND FROM DUAL WHERE ROW_COUNT() = 1`,
 );
+/** MariaDB: does not wait for a concurrent holder of the key (see claim()). */
+const CLAIM_AFTER_CHANGE_NOWAIT_SQL = `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${CLAIM_AFTER_CHANGE_SQL}`;
 
 export type IdempotentOperation = 'consume' | 'refund' | 'adjust';
 
@@ -213,19 +216,9 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
 
   /** claim() as the statement that follows a ledger change in its batch (LedgerService.applyAlone). */
   private claimAfterChange(request: IdempotentRequest, hash: string, reqHash: string): Statement {
-    const now = new Date();
     return {
-      sql: this.db.isMariaDb
-        ? `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${CLAIM_AFTER_CHANGE_SQL}`
-        : CLAIM_AFTER_CHANGE_SQL,
-      params: [
-        hash,
-        request.scope,
-        reqHash,
-        request.memberId,
-        sqlTimestamp(now),
-        sqlTimestamp(new Date(now.getTime() + IDEMPOTENCY_TTL_MS)),
-      ],
+      sql: this.db.isMariaDb ? CLAIM_AFTER_CHANGE_NOWAIT_SQL : CLAIM_AFTER_CHANGE_SQL,
+      params: [hash, request.scope, reqHash, request.memberId],
     };
   }
 

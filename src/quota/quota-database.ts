@@ -250,8 +250,13 @@ export class QuotaDatabase implements OnModuleInit {
    */
   async batch(statements: readonly Statement[], options: BatchOptions = {}): Promise<ExecResult[]> {
     if (!this.batches) throw new Error('batched transactions need MySQL');
-    const sql = ['START TRANSACTION', ...statements.map((s) => s.sql), 'COMMIT'].join(';\n');
-    const params = statements.flatMap((s) => s.params);
+    let sql = 'START TRANSACTION';
+    const params: unknown[] = [];
+    for (const statement of statements) {
+      sql += `;\n${statement.sql}`;
+      for (const param of statement.params) params.push(param);
+    }
+    sql += ';\nCOMMIT';
     const results = await this.retrying(options.retries ?? DEFAULT_RETRIES, options.retryLockTimeouts ?? true, () =>
       this.withMysqlConnection(async (session) => {
         try {

@@ -47,6 +47,42 @@ describe('RedisThrottlerStorage', () => {
     expect(later).toMatchObject({ isBlocked: true, totalHits: 10 });
   });
 
+  it('far from the limit, leases hits ahead so most requests need no round trip; the count stays in order', async () => {
+    scriptCalls = 0;
+    const totals: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const record = await storage.increment('default:user:4', 60_000, 1_000, 30_000, 'default');
+      expect(record.isBlocked).toBe(false);
+      totals.push(record.totalHits);
+    }
+    expect(totals).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    // Each call takes one hit and leases up to 32 more.
+    expect(scriptCalls).toBeLessThanOrEqual(4);
+    const counted = Number(await client.get(`${prefix}{default:user:4}:hits`));
+    expect(counted).toBeGreaterThanOrEqual(100);
+    expect(counted).toBeLessThanOrEqual(100 + 32);
+  });
+
+  it('never admits more than the limit across instances, leases or not, and wastes little of it', async () => {
+    const other = new RedisThrottlerStorage(client, prefix, pino({ level: 'silent' }), new Registry());
+    const hit = (store: RedisThrottlerStorage) => store.increment('default:user:5', 60_000, 200, 30_000, 'default');
+    const admitted: number[] = [];
+    // Both instances keep hitting, one at a time each (as busy request loops would), until blocked.
+    await Promise.all(
+      [storage, other].map(async (store) => {
+        for (let i = 0; i < 300; i++) {
+          const record = await hit(store);
+          if (!record.isBlocked) admitted.push(record.totalHits);
+        }
+      }),
+    );
+    expect(admitted.length).toBeLessThanOrEqual(200);
+    // Unused leases are at most an eighth of what was left when each was taken.
+    expect(admitted.length).toBeGreaterThanOrEqual(180);
+    expect(new Set(admitted).size).toBe(admitted.length);
+    expect(Math.max(...admitted)).toBeLessThanOrEqual(200);
+  });
+
   it('keeps keys apart', async () => {
     const [a, b] = await Promise.all([
       storage.increment('default:user:2', 60_000, 1, 1_000, 'default'),

@@ -163,28 +163,16 @@ async function main() {
 
   const apiPort = await freePort();
   const workerPort = await freePort();
-  const api = start(
-    'api',
-    path.join(ROOT, 'dist/src/main.js'),
-    [],
-    {
-      ...common,
-      APP_ROLE: 'api',
-      PORT: String(apiPort),
-    },
-    PRODUCTION_NODE_ARGS,
-  );
-  const worker = start(
-    'worker',
-    path.join(ROOT, 'dist/src/main.js'),
-    [],
-    {
-      ...common,
-      APP_ROLE: 'worker',
-      PORT: String(workerPort),
-    },
-    PRODUCTION_NODE_ARGS,
-  );
+  const startService = (role, port) =>
+    start(
+      role,
+      path.join(ROOT, 'dist/src/main.js'),
+      [],
+      { ...common, APP_ROLE: role, PORT: String(port) },
+      PRODUCTION_NODE_ARGS,
+    );
+  const api = startService('api', apiPort);
+  const worker = startService('worker', workerPort);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   for (const [proc, port] of [
     [api, apiPort],

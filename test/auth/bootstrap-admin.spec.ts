@@ -2,7 +2,7 @@ import request from 'supertest';
 import { AuditLogEntry } from '../../src/audit/audit-log.entity';
 import { User } from '../../src/auth/user.entity';
 import { createUser } from '../support/auth';
-import { freePort, spawnService, waitUntilReady, type ServiceProcess } from '../support/service-process';
+import { freePort, spawnService, waitForOutput, waitUntilReady, type ServiceProcess } from '../support/service-process';
 import { baseTestEnv, startTestApp, type TestApp } from '../support/test-app';
 import { createTestDatabase, type TestDatabase } from '../support/test-database';
 import { dataSourceOf, storedUser } from './helpers';
@@ -116,7 +116,7 @@ describe('bootstrap admin in the built service', () => {
       status: 200,
       user: expect.objectContaining({ email: 'ops.admin@example.test', role: 'admin' }),
     });
-    expect(service.output()).toContain('bootstrap admin created');
+    await waitForOutput(service, 'bootstrap admin created');
     expect(service.output()).not.toContain(ADMIN.ADMIN_PASSWORD);
   });
 });

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, spawnService, waitUntilReady } from '../support/service-process';
+import { freePort, spawnService, waitForOutput, waitUntilReady } from '../support/service-process';
 import { TEST_JWT_SECRET } from '../support/test-app';
 
 describe('the built service as a process', () => {
@@ -41,9 +41,7 @@ describe('the built service as a process', () => {
     });
     await waitUntilReady(service);
     expect(existsSync(file)).toBe(true);
-    expect(service.output()).toMatch(
-      /database: embedded SQLite at .*quota-test\.sqlite; background work: in-process jobs/,
-    );
+    await waitForOutput(service, /database: embedded SQLite at .*quota-test\.sqlite; background work: in-process jobs/);
 
     // An in-flight request: headers sent, body still arriving when SIGTERM lands.
     const socket = connect(port, '127.0.0.1');

@@ -49,6 +49,19 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
   throw new Error(`condition not met within ${timeoutMs} ms`);
 }
 
+/** Log lines reach stdout in batches, at most 250 ms late: wait for one rather than expect it at once. */
+export async function waitForOutput(
+  service: ServiceProcess,
+  pattern: string | RegExp,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const found = () =>
+    typeof pattern === 'string' ? service.output().includes(pattern) : pattern.test(service.output());
+  await waitFor(() => Promise.resolve(found()), timeoutMs, 25).catch(() => {
+    throw new Error(`the service did not log ${String(pattern)}; it logged:\n${service.output()}`);
+  });
+}
+
 export async function waitUntilReady(service: ServiceProcess, timeoutMs = 15_000): Promise<void> {
   await waitFor(async () => (await fetch(`${service.baseUrl}/api/v1/health/ready`)).status === 200, timeoutMs);
 }

@@ -15,10 +15,20 @@ const { randomBytes } = require('node:crypto');
 const { readFileSync } = require('node:fs');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
-const { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil } = require('./lib');
+const {
+  ROOT,
+  PRODUCTION_NODE_ARGS,
+  dropDatabase,
+  runBench,
+  num,
+  logger,
+  freePort,
+  processes,
+  waitUntil,
+} = require('./lib');
 
 const log = logger('bench:bulk');
-const { children, start, runToCompletion } = processes();
+const { start, runToCompletion, stopAll } = processes();
 
 const env = process.env;
 
@@ -279,12 +289,7 @@ async function main() {
 }
 
 async function cleanup() {
-  for (const child of children) {
-    if (child.exitCode === null) child.kill('SIGTERM');
-  }
-  await Promise.all(
-    children.map((child) => (child.exitCode !== null ? null : new Promise((resolve) => child.once('exit', resolve)))),
-  );
+  await stopAll();
   if (database) {
     // BullMQ's keys of this run only (the prefix is this run's database name), never a flush.
     const { Redis } = require('ioredis');
@@ -303,24 +308,7 @@ async function cleanup() {
       redis.disconnect();
     }
   }
-  if (database && !settings.keepDb) {
-    const conn = await mysql.createConnection(settings.db).catch(() => null);
-    if (conn) {
-      await conn.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => undefined);
-      await conn.end();
-    }
-  } else if (database) {
-    log(`kept database ${database}`);
-  }
+  await dropDatabase(settings, database, log);
 }
 
-main()
-  .then(cleanup, async (err) => {
-    process.stderr.write(`bench failed: ${err && err.stack ? err.stack : String(err)}\n`);
-    await cleanup();
-    process.exitCode = 1;
-  })
-  .catch((err) => {
-    process.stderr.write(`cleanup failed: ${String(err)}\n`);
-    process.exitCode = 1;
-  });
+runBench(main, cleanup);

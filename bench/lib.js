@@ -53,7 +53,45 @@ function processes() {
     const code = await proc.exited;
     if (code !== 0) throw new Error(`${name} exited with ${code}: ${proc.stderr()}`);
   }
-  return { children, start, runToCompletion };
+  /** Stops every child (SIGTERM) and waits for them to exit. */
+  async function stopAll() {
+    for (const child of children) {
+      if (child.exitCode === null) child.kill('SIGTERM');
+    }
+    await Promise.all(
+      children.map((child) => (child.exitCode !== null ? null : new Promise((resolve) => child.once('exit', resolve)))),
+    );
+  }
+  return { children, start, runToCompletion, stopAll };
+}
+
+/** Drops the run's database, unless BENCH_KEEP_DB asked to keep it. */
+async function dropDatabase(settings, database, log) {
+  if (!database) return;
+  if (settings.keepDb) {
+    log(`kept database ${database}`);
+    return;
+  }
+  const mysql = require('mysql2/promise');
+  const conn = await mysql.createConnection(settings.db).catch(() => null);
+  if (conn) {
+    await conn.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => undefined);
+    await conn.end();
+  }
+}
+
+/** Runs a benchmark's main(), then its cleanup whatever happened; a failure sets exit code 1. */
+function runBench(main, cleanup) {
+  main()
+    .then(cleanup, async (err) => {
+      process.stderr.write(`bench failed: ${err && err.stack ? err.stack : String(err)}\n`);
+      await cleanup();
+      process.exitCode = 1;
+    })
+    .catch((err) => {
+      process.stderr.write(`cleanup failed: ${String(err)}\n`);
+      process.exitCode = 1;
+    });
 }
 
 async function waitUntil(check, timeoutMs, what) {
@@ -65,4 +103,4 @@ async function waitUntil(check, timeoutMs, what) {
   throw new Error(`${what} did not happen within ${timeoutMs} ms`);
 }
 
-module.exports = { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil };
+module.exports = { ROOT, PRODUCTION_NODE_ARGS, dropDatabase, runBench, num, logger, freePort, processes, waitUntil };

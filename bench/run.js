@@ -15,10 +15,20 @@ const { randomBytes } = require('node:crypto');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
 const autocannon = require('autocannon');
-const { ROOT, PRODUCTION_NODE_ARGS, num, logger, freePort, processes, waitUntil } = require('./lib');
+const {
+  ROOT,
+  PRODUCTION_NODE_ARGS,
+  dropDatabase,
+  runBench,
+  num,
+  logger,
+  freePort,
+  processes,
+  waitUntil,
+} = require('./lib');
 
 const log = logger('bench');
-const { children, start, runToCompletion } = processes();
+const { start, runToCompletion, stopAll } = processes();
 
 const env = process.env;
 
@@ -155,18 +165,22 @@ async function main() {
   const servicePort = await freePort();
   const baselinePort = await freePort();
   const password = randomBytes(18).toString('base64url');
-  const serviceEnv = {
-    APP_ENV: 'production',
-    HOST: '127.0.0.1',
-    PORT: String(servicePort),
-    LOG_LEVEL: settings.logLevel,
-    DB_CONNECTION: 'mysql',
+  // The service and the baseline reach the same database with the same pool size.
+  const databaseEnv = {
     DB_HOST: settings.db.host,
     DB_PORT: String(settings.db.port),
     DB_USERNAME: settings.db.user,
     DB_PASSWORD: settings.db.password,
     DB_DATABASE: database,
     DB_POOL_SIZE: String(settings.poolSize),
+  };
+  const serviceEnv = {
+    APP_ENV: 'production',
+    HOST: '127.0.0.1',
+    PORT: String(servicePort),
+    LOG_LEVEL: settings.logLevel,
+    DB_CONNECTION: 'mysql',
+    ...databaseEnv,
     REDIS_HOST: settings.redis.host,
     REDIS_PORT: String(settings.redis.port),
     REDIS_PREFIX: `bench-${database}`,
@@ -205,12 +219,7 @@ async function main() {
   const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, serviceNodeArgs);
   const baseline = start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
     PORT: String(baselinePort),
-    DB_HOST: settings.db.host,
-    DB_PORT: String(settings.db.port),
-    DB_USERNAME: settings.db.user,
-    DB_PASSWORD: settings.db.password,
-    DB_DATABASE: database,
-    DB_POOL_SIZE: String(settings.poolSize),
+    ...databaseEnv,
   });
   const serviceUrl = `http://127.0.0.1:${servicePort}`;
   const baselineUrl = `http://127.0.0.1:${baselinePort}`;
@@ -298,30 +307,8 @@ async function main() {
 }
 
 async function cleanup() {
-  for (const child of children) {
-    if (child.exitCode === null) child.kill('SIGTERM');
-  }
-  await Promise.all(
-    children.map((child) => (child.exitCode !== null ? null : new Promise((resolve) => child.once('exit', resolve)))),
-  );
-  if (database && !settings.keepDb) {
-    const conn = await mysql.createConnection(settings.db).catch(() => null);
-    if (conn) {
-      await conn.query(`DROP DATABASE IF EXISTS \`${database}\``).catch(() => undefined);
-      await conn.end();
-    }
-  } else if (database) {
-    log(`kept database ${database}`);
-  }
+  await stopAll();
+  await dropDatabase(settings, database, log);
 }
 
-main()
-  .then(cleanup, async (err) => {
-    process.stderr.write(`bench failed: ${err && err.stack ? err.stack : String(err)}\n`);
-    await cleanup();
-    process.exitCode = 1;
-  })
-  .catch((err) => {
-    process.stderr.write(`cleanup failed: ${String(err)}\n`);
-    process.exitCode = 1;
-  });
+runBench(main, cleanup);

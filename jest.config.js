@@ -23,7 +23,7 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '/dist/', ...(onMysql ? [] : ['\\.mysql\\.spec\\.ts$'])],
   transform: { '^.+\\.(t|j|mj)s$': swc },
   transformIgnorePatterns: [
-    '/node_modules/(?!(@nestjs|file-type|@tokenizer|token-types|uint8array-extras|@borewit|load-esm)/)',
+    '/node_modules/(?!(@nestjs|file-type|@tokenizer|token-types|uint8array-extras|@borewit|load-esm|@fastify/static|content-disposition)/)',
   ],
   moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],
   globalSetup: '<rootDir>/test/support/global-setup.js',

@@ -1,19 +1,22 @@
 import { NotFoundException, RequestMethod, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
-import { json, type NextFunction, type Request, type Response } from 'express';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import helmet from 'helmet';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module';
 import { HttpMetrics } from './metrics/http-metrics';
 import { createAccessLog } from './common/access-log';
+import { pathOf } from './common/http';
 import { PinoNestLogger } from './common/logging';
 import { ProblemDetailsFilter } from './common/problem-details.filter';
+import { pickRequestId } from './common/request-id';
 import { createValidationPipe } from './common/validation';
 import { API_DOCS_PATH, setupApiDocs } from './openapi/setup';
 import type { AppConfig } from './config/app-config';
 
 export const API_PREFIX = 'api/v1';
+const BULK_ADJUST_PATH = `/${API_PREFIX}/admin/quota/bulk-adjust`;
 
 const EXPOSED_HEADERS = [
   'X-Request-Id',
@@ -46,25 +49,69 @@ function securityHeaders() {
   });
   const documents = helmet();
   const docsPrefix = `/${API_DOCS_PATH}`;
-  return (req: Request, res: Response, next: NextFunction) =>
-    (req.path.startsWith(docsPrefix) ? documents : api)(req, res, next);
+  // Helmet sets its headers on the Node response; Fastify sends them with whatever it answers.
+  return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) =>
+    (pathOf(req.url).startsWith(docsPrefix) ? documents : api)(req, res, next);
 }
 
-function configureHttp(app: NestExpressApplication, config: AppConfig, logger: Logger): void {
-  app.set('trust proxy', config.trustProxyHops);
-  app.disable('x-powered-by');
-  app.set('etag', false);
+export interface ServedRoute {
+  readonly method: string;
+  readonly path: string;
+}
+
+/** Every route each application serves, as registered (route templates, e.g. `/api/v1/quota/members/:id`). */
+const servedRoutesByServer = new WeakMap<object, ServedRoute[]>();
+
+/** The routes an application serves, for checks that every one of them has its rules and docs. */
+export function servedRoutes(app: INestApplication): readonly ServedRoute[] {
+  return servedRoutesByServer.get(app.getHttpAdapter().getInstance() as object) ?? [];
+}
+
+/** The Fastify server under Nest: limits, proxy trust and request ids are set where it is built. */
+function createAdapter(config: AppConfig): FastifyAdapter {
+  const adapter = new FastifyAdapter({
+    // Exactly TRUST_PROXY hops are trusted: request.ip is the address the nearest untrusted hop saw.
+    trustProxy: (_address: string, hop: number) => hop < config.trustProxyHops,
+    // The largest body any route takes; every other route is held to BODY_LIMIT (see onRoute below).
+    bodyLimit: Math.max(config.bodyLimitBytes, config.bulkBodyLimitBytes),
+    genReqId: pickRequestId,
+    routerOptions: { ignoreTrailingSlash: true },
+    // Nest middleware is not used; the HTTP concerns below are Fastify hooks.
+    skipMiddie: true,
+  });
+  const fastify = adapter.getInstance();
+  const served: ServedRoute[] = [];
+  servedRoutesByServer.set(fastify, served);
+  // Bulk adjustments carry up to 100,000 ids: their route alone gets the larger limit.
+  fastify.addHook('onRoute', (route) => {
+    route.bodyLimit = route.url === BULK_ADJUST_PATH ? config.bulkBodyLimitBytes : config.bodyLimitBytes;
+    for (const method of [route.method].flat()) served.push({ method, path: route.url });
+  });
+  return adapter;
+}
+
+function configureHttp(app: NestFastifyApplication, config: AppConfig, logger: Logger): void {
+  const fastify = app.getHttpAdapter().getInstance();
   // Order matters: the request id and access log come first so that every response, including
   // body-parser refusals, carries X-Request-Id and is logged.
-  app.use(createAccessLog(logger));
-  app.use(securityHeaders());
-  app.use(app.get(HttpMetrics).middleware);
+  const accessLog = createAccessLog(logger);
+  const headers = securityHeaders();
+  fastify.addHook('onRequest', (request, reply, done) => {
+    accessLog(request, reply);
+    headers(request.raw, reply.raw, (err) => done(err as Error | undefined));
+  });
+  const metrics = app.get(HttpMetrics);
+  fastify.addHook('onResponse', (request, reply, done) => {
+    metrics.observe(request, reply);
+    done();
+  });
   if (config.role === 'worker') {
     // A worker serves only what Kubernetes and Prometheus need; every business route is 404.
     const filter = new ProblemDetailsFilter(logger);
-    app.use((req: Request, res: Response, next: NextFunction) => {
-      if (req.path === '/metrics' || req.path.startsWith(`/${API_PREFIX}/health`)) return next();
-      filter.handle(new NotFoundException(), req, res);
+    fastify.addHook('onRequest', (request, reply, done) => {
+      const path = pathOf(request.url);
+      if (path === '/metrics' || path.startsWith(`/${API_PREFIX}/health`)) return done();
+      filter.handle(new NotFoundException(), request, reply);
     });
   }
   if (config.corsOrigins.length > 0) {
@@ -76,10 +123,6 @@ function configureHttp(app: NestExpressApplication, config: AppConfig, logger: L
       maxAge: 600,
     });
   }
-  // Bulk adjustments carry up to 100,000 ids: their route alone gets the larger limit. A body
-  // parsed here is marked as parsed, so the global parser below leaves it alone.
-  app.use(`/${API_PREFIX}/admin/quota/bulk-adjust`, json({ limit: config.bulkBodyLimitBytes, strict: true }));
-  app.useBodyParser('json', { limit: config.bodyLimitBytes, strict: true });
   app.setGlobalPrefix(API_PREFIX, { exclude: [{ path: 'metrics', method: RequestMethod.GET }] });
   app.useGlobalPipes(createValidationPipe());
 }
@@ -90,17 +133,15 @@ export async function createApp(
   logger: Logger,
   extraModules: AppModuleOptions['extraModules'] = [],
 ): Promise<INestApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ config, logger, extraModules }), {
-    bodyParser: false,
-    logger: new PinoNestLogger(logger),
-    abortOnError: false,
-  });
+  const app = await NestFactory.create<NestFastifyApplication>(
+    AppModule.forRoot({ config, logger, extraModules }),
+    createAdapter(config),
+    { logger: new PinoNestLogger(logger), abortOnError: false },
+  );
   configureHttp(app, config, logger);
-  await app.init();
   if (config.apiDocsEnabled) setupApiDocs(app, config);
-  // Paths outside the API prefix, and errors raised before Nest's router, still get problem+json.
-  const filter = new ProblemDetailsFilter(logger);
-  app.use((req: Request, res: Response) => filter.handle(new NotFoundException(), req, res));
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => filter.handle(err, req, res));
+  await app.init();
+  // Routes are fixed from here on; the server answers (tests use it without listening).
+  await app.getHttpAdapter().getInstance().ready();
   return app;
 }

@@ -1,6 +1,6 @@
 import { Controller, Get, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiExtraModels, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http';
 import { Roles } from '../auth/decorators';
 import { AnalyticsService } from './analytics.service';
 import { AnomaliesQuery, AnomaliesResponse, ReasonStatsView, StatsQuery, StatsResponse } from './dto';
@@ -20,9 +20,9 @@ export class AnalyticsController {
       'Members, balances, utilisation, consumption and ledger rows per reason in the window. Cached for QUOTA_STATS_TTL seconds per normalised filter; fresh=true recomputes.',
   })
   @ApiOkResponse({ type: StatsResponse, description: 'X-Cache: HIT or MISS says whether it came from the cache.' })
-  async stats(@Query() query: StatsQuery, @Res({ passthrough: true }) res: Response) {
+  async stats(@Query() query: StatsQuery, @Res({ passthrough: true }) res: HttpReply) {
     const answer = await this.analytics.getStats(query);
-    res.setHeader('X-Cache', answer.cached ? 'HIT' : 'MISS');
+    res.header('X-Cache', answer.cached ? 'HIT' : 'MISS');
     return {
       data: answer.data,
       meta: {

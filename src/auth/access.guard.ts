@@ -1,13 +1,13 @@
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request, Response } from 'express';
+import type { HttpReply, HttpRequest } from '../common/http';
 import { AppError } from '../common/app-error';
 import { AppThrottlerGuard } from '../throttle/app-throttler.guard';
 import { CHECKS_CALLER_IN_TRANSACTION_KEY, IS_PUBLIC_KEY, ROLES_KEY } from './decorators';
 import { JwtAuthenticator } from './jwt-authenticator';
 import type { Principal, Role } from './principal';
 
-type AuthRequest = Request & { user?: Principal; id?: unknown };
+type AuthRequest = HttpRequest & { user?: Principal };
 
 /**
  * The one global guard, so the order is fixed: authenticate, rate-limit (per user once known, per
@@ -32,8 +32,8 @@ export class AccessGuard implements CanActivate {
     if (!isPublic) {
       try {
         const defer = this.reflector.getAllAndOverride<boolean | undefined>(CHECKS_CALLER_IN_TRANSACTION_KEY, targets);
-        const principal = await this.authenticator.authenticate(req, http.getResponse<Response>(), defer === true);
-        req.user = { ...principal, requestId: typeof req.id === 'string' ? req.id : null };
+        const principal = await this.authenticator.authenticate(req, http.getResponse<HttpReply>(), defer === true);
+        req.user = { ...principal, requestId: req.id };
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         authFailure = err;

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, Header, HttpCode, Post, Req } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { Request } from 'express';
+import type { HttpRequest } from '../common/http';
 import { LoginRateLimit } from '../throttle/throttle.decorators';
 import { AuthService } from './auth.service';
 import { CurrentPrincipal, Public, Roles } from './decorators';
@@ -28,7 +28,7 @@ export class AuthController {
   @LoginRateLimit()
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')
-  async login(@Body() body: LoginDto, @Req() req: Request) {
+  async login(@Body() body: LoginDto, @Req() req: HttpRequest) {
     return { data: await this.auth.login(body.email, body.password, req.ip ?? 'unknown') };
   }
 

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request, Response } from 'express';
+import type { HttpReply, HttpRequest } from '../common/http';
 import { INVALID_TOKEN, MISSING_TOKEN } from './token-errors';
 import { JWT_STRATEGY, JwtStrategy, type Claims } from './jwt.strategy';
 import type { Principal } from './principal';
@@ -25,7 +25,7 @@ export class JwtAuthenticator {
    * `deferUserCheck` (routes marked @ChecksCallerInTransaction): a token already verified and
    * looked up before comes back with its user check pending instead of looked up again.
    */
-  async authenticate(req: Request, res: Response, deferUserCheck = false): Promise<Principal> {
+  async authenticate(req: HttpRequest, res: HttpReply, deferUserCheck = false): Promise<Principal> {
     const header = req.headers.authorization;
     if (header === undefined) throw MISSING_TOKEN();
     const token = BEARER.exec(header)?.[1];
@@ -55,7 +55,7 @@ export class JwtAuthenticator {
     this.verified.set(token, claims as Claims & { exp: number });
   }
 
-  private viaPassport(req: Request, res: Response): Promise<Principal> {
+  private viaPassport(req: HttpRequest, res: HttpReply): Promise<Principal> {
     const passport = this.strategy.getPassportInstance();
     return new Promise<Principal>((resolve, reject) => {
       const middleware = passport.authenticate(
@@ -67,7 +67,7 @@ export class JwtAuthenticator {
           else if (!user) reject(INVALID_TOKEN());
           else resolve(user);
         },
-      ) as (req: Request, res: Response, next: (err?: unknown) => void) => void;
+      ) as (req: HttpRequest, res: HttpReply, next: (err?: unknown) => void) => void;
       middleware(req, res, (err?: unknown) =>
         reject(err instanceof Error ? err : new Error('authentication did not complete')),
       );

@@ -1,8 +1,8 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
-import type { Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { AppError, type FieldError } from './app-error';
 import { isDatabaseUnavailable } from './database-errors';
+import type { HttpReply, HttpRequest } from './http';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export const PROBLEM_TYPE_BASE = 'urn:quota-service:problem:';
@@ -49,23 +49,32 @@ const CODE_BY_HTTP_STATUS: Record<number, string> = {
 
 const DATABASE_RETRY_AFTER_SECONDS = 5;
 
-/** Body-parser errors arrive wrapped by the HTTP adapter; their `type` says what went wrong. */
-function bodyParserProblem(exception: HttpException): AppError | undefined {
-  const cause = exception.cause as { type?: string } | undefined;
-  switch (cause?.type ?? '') {
-    case 'entity.parse.failed':
+/**
+ * What Fastify's body parsing refused, told by the error's code (it arrives as an HttpException's
+ * cause, or on its own for a JSON syntax error).
+ */
+function bodyParsingProblem(error: unknown): AppError | undefined {
+  const failure = error as { code?: string; statusCode?: number } | undefined;
+  switch (failure?.code ?? '') {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new AppError('malformed_json', 'The request body is not valid JSON.');
-    case 'entity.too.large':
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError('payload_too_large', 'The request body is larger than this endpoint accepts.');
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return new AppError('unsupported_media_type', 'The request body encoding is not supported.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('unsupported_media_type', 'Request bodies must be application/json.');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AppError('bad_request', 'The request body does not match its Content-Length.');
+  }
+  // The JSON parser's own SyntaxError (including a forbidden __proto__ key), marked as a 400.
+  if (error instanceof SyntaxError && failure?.statusCode === 400) {
+    return new AppError('malformed_json', 'The request body is not valid JSON.');
   }
   return undefined;
 }
 
 function fromHttpException(exception: HttpException): AppError {
-  const parsed = bodyParserProblem(exception);
+  const parsed = bodyParsingProblem(exception.cause);
   if (parsed) return parsed;
   const status = exception.getStatus();
   const response = exception.getResponse();
@@ -86,6 +95,8 @@ export function toAppError(exception: unknown, logger: Logger, requestId: string
     return exception;
   }
   if (exception instanceof HttpException) return fromHttpException(exception);
+  const parsing = bodyParsingProblem(exception);
+  if (parsing) return parsing;
   if (isDatabaseUnavailable(exception)) {
     log.error({ err: exception }, 'database unavailable');
     return new AppError('database_unavailable', 'The database is unavailable; try again shortly.', {
@@ -99,9 +110,9 @@ export function toAppError(exception: unknown, logger: Logger, requestId: string
   );
 }
 
-export function sendProblem(res: Response, error: AppError, requestId: string): void {
-  if (res.headersSent) {
-    res.end();
+export function sendProblem(reply: HttpReply, error: AppError, requestId: string): void {
+  if (reply.sent || reply.raw.headersSent) {
+    reply.raw.end();
     return;
   }
   const problem: Problem = {
@@ -114,10 +125,10 @@ export function sendProblem(res: Response, error: AppError, requestId: string): 
     ...(error.options.errors ? { errors: error.options.errors } : {}),
     request_id: requestId,
   };
-  for (const [name, value] of Object.entries(error.options.headers ?? {})) res.setHeader(name, value);
+  for (const [name, value] of Object.entries(error.options.headers ?? {})) void reply.header(name, value);
   const retryAfter = error.options.retryAfterSeconds;
-  if (retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
-  res.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+  if (retryAfter !== undefined) void reply.header('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
+  void reply.status(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
 }
 
 /** A caller check a route left pending (auth's PendingCallerCheck, as far as errors need it). */
@@ -126,7 +137,7 @@ interface PendingCheck {
   settle(): Promise<void>;
 }
 
-type LoggedRequest = Request & { id?: string; user?: { pendingCheck?: PendingCheck } };
+type LoggedRequest = HttpRequest & { user?: { pendingCheck?: PendingCheck } };
 
 /**
  * Turns every error into RFC 9457 problem+json. Internal details (stack, SQL, driver names) are
@@ -138,20 +149,20 @@ export class ProblemDetailsFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
-    this.handle(exception, http.getRequest<LoggedRequest>(), http.getResponse<Response>());
+    this.handle(exception, http.getRequest<LoggedRequest>(), http.getResponse<HttpReply>());
   }
 
-  handle(exception: unknown, req: LoggedRequest, res: Response): void {
-    const requestId = req.id ?? '';
+  handle(exception: unknown, req: LoggedRequest, reply: HttpReply): void {
+    const requestId = req.id;
     const pending = req.user?.pendingCheck;
     if (pending && !pending.confirmed) {
       // A token that no longer holds is told 401, not what its request would otherwise have got.
       pending.settle().then(
-        () => sendProblem(res, toAppError(exception, this.logger, requestId), requestId),
-        (refusal: unknown) => sendProblem(res, toAppError(refusal, this.logger, requestId), requestId),
+        () => sendProblem(reply, toAppError(exception, this.logger, requestId), requestId),
+        (refusal: unknown) => sendProblem(reply, toAppError(refusal, this.logger, requestId), requestId),
       );
       return;
     }
-    sendProblem(res, toAppError(exception, this.logger, requestId), requestId);
+    sendProblem(reply, toAppError(exception, this.logger, requestId), requestId);
   }
 }

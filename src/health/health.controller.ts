@@ -1,6 +1,6 @@
 import { Controller, Get, HttpCode, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http';
 import { Public } from '../auth/decorators';
 import { NoRateLimit } from '../throttle/throttle.decorators';
 import { HealthService } from './health.service';
@@ -18,9 +18,9 @@ export class HealthController {
   @ApiOperation({ summary: "The seed system's health body" })
   @ApiOkResponse({ type: SeedHealthSchema, description: 'Healthy' })
   @ApiServiceUnavailableResponse({ type: SeedHealthSchema, description: 'Unhealthy' })
-  async seed(@Res({ passthrough: true }) res: Response) {
+  async seed(@Res({ passthrough: true }) res: HttpReply) {
     const body = await this.health.seedHealth();
-    res.status(body.status === 'healthy' ? 200 : 503).setHeader('Cache-Control', 'no-store');
+    res.status(body.status === 'healthy' ? 200 : 503).header('Cache-Control', 'no-store');
     return body;
   }
 
@@ -29,8 +29,8 @@ export class HealthController {
   @ApiOperation({ summary: 'Liveness probe' })
   @ApiOkResponse({ type: LivenessSchema })
   @HttpCode(200)
-  live(@Res({ passthrough: true }) res: Response) {
-    res.setHeader('Cache-Control', 'no-store');
+  live(@Res({ passthrough: true }) res: HttpReply) {
+    res.header('Cache-Control', 'no-store');
     return { status: 'ok', uptime_seconds: Math.round(process.uptime()) };
   }
 
@@ -38,9 +38,9 @@ export class HealthController {
   @ApiOperation({ summary: 'Readiness probe: database, Redis where configured, migrations, not shutting down' })
   @ApiOkResponse({ type: ReadinessSchema, description: 'Ready' })
   @ApiServiceUnavailableResponse({ type: ReadinessSchema, description: 'Not ready' })
-  async ready(@Res({ passthrough: true }) res: Response) {
+  async ready(@Res({ passthrough: true }) res: HttpReply) {
     const { ready, body } = await this.health.readiness();
-    res.status(ready ? 200 : 503).setHeader('Cache-Control', 'no-store');
+    res.status(ready ? 200 : 503).header('Cache-Control', 'no-store');
     return body;
   }
 }

@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestj
 import { ApiBearerAuth, ApiExtraModels, ApiOperation, ApiResponse, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import { ApiDataResponse, ApiIdempotencyKey, ApiPageResponse, REPLAY_HEADER } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import type { Principal } from '../auth/principal';
 import { NoQuery } from '../quota/dto/validation';
@@ -47,7 +47,7 @@ export class OperationsController {
     @CurrentPrincipal() caller: Principal,
     @Body() body: BulkAdjustDto,
     @IdempotencyKeyHeader() key: string | undefined,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const input = {
       memberIds: body.member_ids,
@@ -71,7 +71,7 @@ export class OperationsController {
     }
     const accepted = await this.operations.bulkAdjust(caller, input, key);
     res.status(202);
-    if (accepted.replayed) res.setHeader('Idempotent-Replayed', 'true');
+    if (accepted.replayed) res.header('Idempotent-Replayed', 'true');
     return {
       data: { operation_id: accepted.operationId, status: 'queued', total: accepted.total },
       message: BULK_ADJUST_MESSAGE,

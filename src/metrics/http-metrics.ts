@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type { NextFunction, Request, Response } from 'express';
 import { Histogram } from 'prom-client';
+import type { HttpReply, HttpRequest } from '../common/http';
 import { MetricsRegistry } from './metrics-registry';
 
 /** Request latency by route template (never the raw URL, which would explode cardinality). */
@@ -18,20 +18,17 @@ export class HttpMetrics {
     });
   }
 
-  readonly middleware = (req: Request, res: Response, next: NextFunction): void => {
-    const started = process.hrtime.bigint();
-    res.once('finish', () => {
-      const route = (req.route as { path?: string } | undefined)?.path;
-      this.duration.observe(
-        {
-          method: req.method,
-          // Nest answers unknown paths under the prefix through a wildcard route.
-          route: route && !route.includes('*') ? `${req.baseUrl}${route}` : 'unmatched',
-          status_code: String(res.statusCode),
-        },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
-    });
-    next();
-  };
+  /** Called once a response has been sent (Fastify's onResponse). */
+  observe(request: HttpRequest, reply: HttpReply): void {
+    // Unknown paths are answered by the not-found handler, which has no route template.
+    const route = request.is404 ? undefined : request.routeOptions.url;
+    this.duration.observe(
+      {
+        method: request.method,
+        route: route ?? 'unmatched',
+        status_code: String(reply.statusCode),
+      },
+      reply.elapsedTime / 1000,
+    );
+  }
 }

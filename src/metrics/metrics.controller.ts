@@ -1,7 +1,7 @@
 import { Controller, Get, Headers, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { SkipThrottle } from '@nestjs/throttler';
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http';
 import { timingSafeEqual } from 'node:crypto';
 import { Public } from '../auth/decorators';
 import { AppError } from '../common/app-error';
@@ -34,13 +34,13 @@ export class MetricsController {
   @ApiProduces('text/plain')
   @ApiOkResponse({ schema: { type: 'string' }, description: 'Prometheus text format 0.0.4' })
   @ApiProblems('unauthorized')
-  async scrape(@Headers('authorization') authorization: string | undefined, @Res() res: Response): Promise<void> {
+  async scrape(@Headers('authorization') authorization: string | undefined, @Res() res: HttpReply): Promise<void> {
     const token = this.config.metricsToken;
     if (token !== undefined && !sameSecret(authorization ?? '', `Bearer ${token}`)) {
       throw new AppError('unauthorized', 'A valid metrics bearer token is required.');
     }
-    res.setHeader('Content-Type', this.registry.contentType);
-    res.setHeader('Cache-Control', 'no-store');
+    res.header('Content-Type', this.registry.contentType);
+    res.header('Cache-Control', 'no-store');
     res.send(await this.registry.metrics());
   }
 }

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiCursorResponse, ApiDataResponse, ApiIdempotencyKey, REPLAY_HEADER } from '../openapi/decorators';
@@ -41,7 +41,7 @@ export class AdminQuotaController {
     @Param('id', MemberIdPipe) id: string,
     @Body() body: AdjustDto,
     @IdempotencyKeyHeader() key: string | undefined,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.adjust(
       caller,
@@ -49,8 +49,8 @@ export class AdminQuotaController {
       { delta: body.delta, newQuota: body.new_quota, reason: body.reason, note: body.note },
       key,
     );
-    for (const [name, value] of Object.entries(change.headers)) res.setHeader(name, value);
-    if (change.replayed) res.setHeader('Idempotent-Replayed', 'true');
+    for (const [name, value] of Object.entries(change.headers)) res.header(name, value);
+    if (change.replayed) res.header('Idempotent-Replayed', 'true');
     return {
       data: {
         member_id: change.entry.memberId,

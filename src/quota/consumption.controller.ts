@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http';
 import { ChecksCallerInTransaction, CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiIdempotencyKey, QUOTA_HEADERS, REPLAY_HEADER } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
@@ -21,9 +21,9 @@ const CONSUME_PROBLEMS = [
   'idempotency_key_in_use',
 ];
 
-function send(res: Response, headers: QuotaHeaders, replayed = false): void {
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+function send(res: HttpReply, headers: QuotaHeaders, replayed = false): void {
+  for (const [name, value] of Object.entries(headers)) res.header(name, value);
+  if (replayed) res.header('Idempotent-Replayed', 'true');
 }
 
 function amountJson(change: QuotaChange) {
@@ -68,7 +68,7 @@ export class ConsumptionController {
   async me(
     @NoQuery() _query: undefined,
     @CurrentPrincipal() caller: Principal,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const { view, headers } = await this.quota.balance(caller, this.quota.ownMemberId(caller));
     send(res, headers);
@@ -88,7 +88,7 @@ export class ConsumptionController {
     @CurrentPrincipal() caller: Principal,
     @Body() body: AmountDto,
     @IdempotencyKeyHeader() key: string | undefined,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.consume(caller, this.quota.ownMemberId(caller), body, key);
     send(res, change.headers, change.replayed);
@@ -104,7 +104,7 @@ export class ConsumptionController {
     @NoQuery() _query: undefined,
     @CurrentPrincipal() caller: Principal,
     @Param('id', MemberIdPipe) id: string,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const { view, headers } = await this.quota.balance(caller, id);
     send(res, headers);
@@ -125,7 +125,7 @@ export class ConsumptionController {
     @Param('id', MemberIdPipe) id: string,
     @Body() body: AmountDto,
     @IdempotencyKeyHeader() key: string | undefined,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.consume(caller, id, body, key);
     send(res, change.headers, change.replayed);
@@ -152,7 +152,7 @@ export class ConsumptionController {
     @Param('id', MemberIdPipe) id: string,
     @Body() body: AmountDto,
     @IdempotencyKeyHeader() key: string | undefined,
-    @Res({ passthrough: true }) res: Response,
+    @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.refund(caller, id, body, key);
     send(res, change.headers, change.replayed);

@@ -1,4 +1,5 @@
 import type { INestApplication } from '@nestjs/common';
+import { servedRoutes } from '../../src/app.factory';
 import type { Role } from '../../src/auth/principal';
 import { ANALYTICS_ROUTE_RULES } from './route-rules.analytics';
 import { JOBS_ROUTE_RULES } from './route-rules.jobs';
@@ -49,24 +50,12 @@ export interface AppRoute {
   readonly path: string;
 }
 
-interface RouterLayer {
-  route?: { path: unknown; methods: Record<string, boolean> };
-}
-
-/** Middleware mounted for every method (Nest's app-wide middleware) shows up as a route with all of them. */
-const MIDDLEWARE_METHOD_COUNT = 10;
-
-/** The routes the running application really serves, read from Express's router after init. */
+/**
+ * The routes the running application really serves. Fastify's automatic HEAD twins of GET routes
+ * and Nest's catch-all not-found routes are not routes of the API.
+ */
 export function listAppRoutes(app: INestApplication): AppRoute[] {
-  const express = app.getHttpAdapter().getInstance() as { router: { stack: RouterLayer[] } };
-  const routes: AppRoute[] = [];
-  for (const layer of express.router.stack) {
-    if (!layer.route || typeof layer.route.path !== 'string') continue;
-    const methods = Object.keys(layer.route.methods).filter((m) => m !== '_all');
-    if (methods.length >= MIDDLEWARE_METHOD_COUNT || layer.route.methods._all) continue;
-    for (const method of methods) routes.push({ method: method.toUpperCase(), path: layer.route.path });
-  }
-  return routes;
+  return servedRoutes(app).filter((route) => route.method !== 'HEAD' && !route.path.includes('*'));
 }
 
 export const routeKey = (route: { method: string; path: string }) => `${route.method} ${route.path}`;

@@ -1,6 +1,6 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { Transform } from 'class-transformer';
-import type { Request } from 'express';
+import type { HttpRequest } from '../../common/http';
 import { ValidationFailedError } from '../../common/app-error';
 import { ValidateIf } from 'class-validator';
 
@@ -33,7 +33,7 @@ export const QueryBoolean = () =>
  * empty DTO: it runs on the consume path, where the validation pipe's cost shows.
  */
 export const NoQuery = createParamDecorator((_data: unknown, ctx: ExecutionContext): undefined => {
-  const query = ctx.switchToHttp().getRequest<Request>().query;
+  const query = ctx.switchToHttp().getRequest<HttpRequest>().query;
   const names = Object.keys(query ?? {});
   if (names.length > 0) {
     throw new ValidationFailedError(names.map((field) => ({ field, message: `property ${field} should not exist` })));

@@ -17,7 +17,7 @@ const path = require('node:path');
 const mysql = require('mysql2/promise');
 const {
   ROOT,
-  PRODUCTION_NODE_ARGS,
+  SERVICE_NODE_ARGS,
   dropDatabase,
   runBench,
   num,
@@ -179,7 +179,7 @@ async function main() {
       path.join(ROOT, 'dist/src/main.js'),
       [],
       { ...common, APP_ROLE: role, PORT: String(port) },
-      PRODUCTION_NODE_ARGS,
+      SERVICE_NODE_ARGS,
     );
   const api = startService('api', apiPort);
   const worker = startService('worker', workerPort);

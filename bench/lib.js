@@ -11,6 +11,12 @@ const PRODUCTION_NODE_ARGS = require('../package.json')
   .scripts['start:prod'].split(' ')
   .filter((word) => word.startsWith('--'));
 
+/** The service's node flags: production's, plus BENCH_SERVICE_NODE_ARGS (e.g. --cpu-prof) when set. */
+const SERVICE_NODE_ARGS = [
+  ...PRODUCTION_NODE_ARGS,
+  ...(process.env.BENCH_SERVICE_NODE_ARGS || '').split(' ').filter(Boolean),
+];
+
 function num(name, fallback) {
   const raw = process.env[name];
   const value = raw === undefined || raw === '' ? fallback : Number(raw);
@@ -103,4 +109,15 @@ async function waitUntil(check, timeoutMs, what) {
   throw new Error(`${what} did not happen within ${timeoutMs} ms`);
 }
 
-module.exports = { ROOT, PRODUCTION_NODE_ARGS, dropDatabase, runBench, num, logger, freePort, processes, waitUntil };
+module.exports = {
+  ROOT,
+  PRODUCTION_NODE_ARGS,
+  SERVICE_NODE_ARGS,
+  dropDatabase,
+  runBench,
+  num,
+  logger,
+  freePort,
+  processes,
+  waitUntil,
+};

@@ -17,7 +17,7 @@ const mysql = require('mysql2/promise');
 const autocannon = require('autocannon');
 const {
   ROOT,
-  PRODUCTION_NODE_ARGS,
+  SERVICE_NODE_ARGS,
   dropDatabase,
   runBench,
   num,
@@ -213,10 +213,7 @@ async function main() {
     serviceEnv,
   );
 
-  // The production node flags (npm run start:prod, the Dockerfile), plus BENCH_SERVICE_NODE_ARGS,
-  // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
-  const serviceNodeArgs = [...PRODUCTION_NODE_ARGS, ...(env.BENCH_SERVICE_NODE_ARGS || '').split(' ').filter(Boolean)];
-  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, serviceNodeArgs);
+  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, SERVICE_NODE_ARGS);
   const baseline = start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
     PORT: String(baselinePort),
     ...databaseEnv,

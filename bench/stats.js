@@ -19,7 +19,7 @@ const mysql = require('mysql2/promise');
 const autocannon = require('autocannon');
 const {
   ROOT,
-  PRODUCTION_NODE_ARGS,
+  SERVICE_NODE_ARGS,
   dropDatabase,
   runBench,
   num,
@@ -186,7 +186,7 @@ async function main() {
     serviceEnv,
   );
 
-  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, PRODUCTION_NODE_ARGS);
+  const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, SERVICE_NODE_ARGS);
   const url = `http://127.0.0.1:${port}`;
   await waitUntil(
     async () => (await fetch(`${url}/api/v1/health/ready`)).status === 200,

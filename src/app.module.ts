@@ -54,8 +54,6 @@ export class AppModule {
         }),
         RedisModule,
         AuditModule,
-        // Routes register in module order and Express tries them in that order: the quota API,
-        // which carries the traffic, first.
         QuotaModule,
         AuthModule,
         MetricsModule,

@@ -6,7 +6,7 @@ import { buildOpenApiDocument } from './document';
 export const API_DOCS_PATH = 'api/docs';
 
 /**
- * Swagger UI at /api/docs and the document at /api/docs-json. These are plain Express routes
+ * Swagger UI at /api/docs and the document at /api/docs-json. These are plain Fastify routes
  * outside Nest's router, so the access guard does not apply: they are public, and not rate
  * limited. The document is built on first request, not at boot.
  */

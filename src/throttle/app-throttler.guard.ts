@@ -20,7 +20,7 @@ interface ThrottledRequest {
 }
 
 /**
- * `req.ip` already honours exactly TRUST_PROXY hops (express 'trust proxy'), so a client cannot
+ * `req.ip` already honours exactly TRUST_PROXY hops (Fastify's trustProxy), so a client cannot
  * pick its own address with X-Forwarded-For. IPv6 clients are grouped by /64.
  */
 export function clientAddress(req: ThrottledRequest): string {

@@ -97,6 +97,25 @@ describe('problem+json errors', () => {
     expectProblem(res, 400, 'malformed_json');
   });
 
+  it('400 malformed_json for an empty JSON body and for a __proto__ key', async () => {
+    const empty = await request(t.server).post('/api/v1/probe').set('Content-Type', 'application/json');
+    expectProblem(empty, 400, 'malformed_json');
+    const poisoned = await request(t.server)
+      .post('/api/v1/probe')
+      .set('Content-Type', 'application/json')
+      .send('{"amount": 1, "__proto__": {"polluted": true}}');
+    expectProblem(poisoned, 400, 'malformed_json');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('415 unsupported_media_type for a body that is not JSON (or text)', async () => {
+    const res = await request(t.server)
+      .post('/api/v1/probe')
+      .set('Content-Type', 'application/xml')
+      .send('<amount>1</amount>');
+    expectProblem(res, 415, 'unsupported_media_type');
+  });
+
   it('404 not_found for unknown routes, inside and outside the API prefix', async () => {
     expectProblem(await request(t.server).get('/api/v1/nothing-here'), 404, 'not_found');
     expectProblem(await request(t.server).get('/nothing-here'), 404, 'not_found');

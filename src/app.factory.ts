@@ -75,6 +75,9 @@ function createAdapter(config: AppConfig): FastifyAdapter {
     // The largest body any route takes; every other route is held to BODY_LIMIT (see onRoute below).
     bodyLimit: Math.max(config.bodyLimitBytes, config.bulkBodyLimitBytes),
     genReqId: pickRequestId,
+    // A client gets 60 s to send a whole request (Fastify has no limit by default), so slow or
+    // stalled uploads cannot hold connections open for ever.
+    requestTimeout: 60_000,
     routerOptions: { ignoreTrailingSlash: true },
     // Nest middleware is not used; the HTTP concerns below are Fastify hooks.
     skipMiddie: true,

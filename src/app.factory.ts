@@ -78,6 +78,10 @@ function createAdapter(config: AppConfig): FastifyAdapter {
     // A client gets 60 s to send a whole request (Fastify has no limit by default), so slow or
     // stalled uploads cannot hold connections open for ever.
     requestTimeout: 60_000,
+    // While closing, a request still arriving on an open connection is served (with
+    // Connection: close) rather than refused with a bare 503: readiness has already failed for
+    // the drain delay, so these are the stragglers of clients that are moving elsewhere.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true },
     // Nest middleware is not used; the HTTP concerns below are Fastify hooks.
     skipMiddie: true,

@@ -5,6 +5,7 @@ import passport from 'passport';
 import { ExtractJwt, Strategy } from 'passport-jwt';
 import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config';
+import { FreshReads } from '../common/fresh-reads';
 import { directQuery } from '../database/direct-query';
 import { INVALID_TOKEN } from './token-errors';
 import type { PendingCallerCheck, Principal, Role } from './principal';
@@ -40,11 +41,14 @@ interface UserAccessRow {
 export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   /** `userId:tokenVersion` → the caller it stood for at its last successful lookup. */
   private readonly knownAccess = new Map<string, Principal>();
+  /**
+   * The user row, read once for every request of that user waiting at the time. Each request
+   * still gets a read that started after it arrived, so a user disabled (or a token revoked)
+   * before a request came in is always seen by that request.
+   */
+  private readonly userRows: FreshReads<string, UserAccessRow | undefined>;
 
-  constructor(
-    config: AppConfig,
-    private readonly dataSource: DataSource,
-  ) {
+  constructor(config: AppConfig, dataSource: DataSource) {
     super({
       jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
       // A KeyObject: given a string or Buffer, jsonwebtoken re-derives the key (after a failed
@@ -55,6 +59,14 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
       issuer: JWT_ISSUER,
       audience: JWT_AUDIENCE,
       ignoreExpiration: false,
+    });
+    this.userRows = new FreshReads(async (userId) => {
+      const [row] = await directQuery<UserAccessRow>(
+        dataSource,
+        'SELECT email, role, member_id, is_active, token_version FROM users WHERE id = ?',
+        [userId],
+      );
+      return row;
     });
   }
 
@@ -104,11 +116,7 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
 
   private async lookUp(userId: string, tokenVersion: number): Promise<Principal | false> {
     const key = `${userId}:${tokenVersion}`;
-    const [user] = await directQuery<UserAccessRow>(
-      this.dataSource,
-      'SELECT email, role, member_id, is_active, token_version FROM users WHERE id = ?',
-      [userId],
-    );
+    const user = await this.userRows.get(userId);
     const active = user?.is_active === true || user?.is_active === 1 || user?.is_active === '1';
     if (!user || !active || Number(user.token_version) !== tokenVersion) {
       this.knownAccess.delete(key);

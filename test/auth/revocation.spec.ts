@@ -92,6 +92,52 @@ describe('token revocation', () => {
     expect(`${audit.beforeJson}${audit.afterJson}`).not.toContain(newPassword);
   });
 
+  it("refuses every request sent after the disable answered, while that user's requests keep arriving", async () => {
+    // Concurrent requests of one user share the user lookup (FreshReads); none sent after the
+    // change may ride on a lookup that started before it.
+    const user = await loggedInOperator();
+    if (!testApp.server.listening) {
+      await new Promise<void>((resolve) => testApp.server.listen(0, '127.0.0.1', resolve));
+    }
+    const { port } = testApp.server.address() as { port: number };
+    const routes = ['/api/v1/auth/me', '/api/v1/admin/quota/stats', '/api/v1/admin/quota/configs'];
+    let disabledAt = Infinity;
+    const outcomes: Array<{ sentAt: number; status: number }> = [];
+    // Requests go out on a clock, not one after another's answer, so some are always in flight
+    // (sharing a lookup) when the change lands.
+    const inFlight = new Set<Promise<void>>();
+    let sentAfterChange = 0;
+    const send = (n: number) => {
+      const sentAt = performance.now();
+      if (sentAt > disabledAt) sentAfterChange++;
+      const done = fetch(`http://127.0.0.1:${port}${routes[n % routes.length]}`, {
+        headers: { authorization: `Bearer ${user.token}` },
+      })
+        .then(async (res) => {
+          await res.arrayBuffer();
+          outcomes.push({ sentAt, status: res.status });
+        })
+        .finally(() => inFlight.delete(done));
+      inFlight.add(done);
+    };
+    const clock = (async () => {
+      for (let n = 0; sentAfterChange < 150; n++) {
+        if (inFlight.size < 32) send(n);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      await Promise.all([...inFlight]);
+    })();
+    while (outcomes.filter((o) => o.status === 200).length < 30) await new Promise((r) => setTimeout(r, 5));
+    expect((await patch(user.userId, { is_active: false })).status).toBe(200);
+    disabledAt = performance.now();
+    await clock;
+
+    const after = outcomes.filter((o) => o.sentAt > disabledAt);
+    expect(after.length).toBeGreaterThanOrEqual(150);
+    expect(after.filter((o) => o.status !== 401)).toEqual([]);
+    expect(outcomes.filter((o) => o.status !== 200 && o.status !== 401)).toEqual([]);
+  });
+
   it('leaves the tokens of other users alone', async () => {
     const victim = await loggedInOperator();
     const bystander = await loggedInOperator();

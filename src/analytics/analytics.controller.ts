@@ -22,15 +22,14 @@ export class AnalyticsController {
   @ApiOkResponse({ type: StatsResponse, description: 'X-Cache: HIT or MISS says whether it came from the cache.' })
   async stats(@Query() query: StatsQuery, @Res({ passthrough: true }) res: HttpReply) {
     const answer = await this.analytics.getStats(query);
-    res.header('X-Cache', answer.cached ? 'HIT' : 'MISS');
-    return {
-      data: answer.data,
-      meta: {
-        cached: answer.cached,
-        generated_at: answer.generatedAt,
-        ttl_seconds: this.analytics.statsTtlSeconds,
-      },
+    const meta = {
+      cached: answer.cached,
+      generated_at: answer.generatedAt,
+      ttl_seconds: this.analytics.statsTtlSeconds,
     };
+    // The body is a StatsResponse; its data part is already JSON text (see StatsAnswer).
+    res.header('X-Cache', answer.cached ? 'HIT' : 'MISS').type('application/json; charset=utf-8');
+    return `{"data":${answer.dataJson},"meta":${JSON.stringify(meta)}}`;
   }
 
   @Get('anomalies')

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createKeyv } from '@keyv/redis';
 import type { Cache } from 'cache-manager';
 import type { Logger } from 'pino';
+import { FreshReads } from '../common/fresh-reads';
 import { ROOT_LOGGER } from '../common/logger.token';
 import type { AppConfig } from '../config/app-config';
 
@@ -44,29 +45,43 @@ export function statsCacheOptions(config: AppConfig, logger: Logger): CacheModul
   return { ttl, stores: [keyv] as unknown as CacheModuleOptions['stores'] };
 }
 
-export interface CachedStats<T> {
-  readonly value: T;
+export interface CachedStats {
+  /** The stats body as the JSON text it is sent as. */
+  readonly dataJson: string;
   readonly generatedAt: string;
 }
 
+type CacheRead = CachedStats | null | 'error';
+
 @Injectable()
 export class StatsCache {
+  /**
+   * Requests for the same stats share one cache read (a dashboard wall or a burst asks for the
+   * same filters at once); each still gets a read that started after it arrived, so an entry
+   * written before a request came in, by ?fresh=true on any instance, is the one it sees.
+   */
+  private readonly reads = new FreshReads<string, CacheRead>((key) => this.readOnce(key));
+
   constructor(
     @Inject(CACHE_MANAGER) private readonly cache: Cache,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** The cached entry, or null on a miss and on any cache failure (then the caller computes). */
-  async get<T>(key: string): Promise<CachedStats<T> | null | 'error'> {
+  /** The cached entry, or null on a miss, or 'error' on any cache failure (then the caller computes). */
+  get(key: string): Promise<CacheRead> {
+    return this.reads.get(key);
+  }
+
+  private async readOnce(key: string): Promise<CacheRead> {
     try {
-      return (await withTimeout(this.cache.get<CachedStats<T>>(key))) ?? null;
+      return (await withTimeout(this.cache.get<CachedStats>(key))) ?? null;
     } catch (err) {
       this.logger.debug({ err }, 'stats cache read failed');
       return 'error';
     }
   }
 
-  async set<T>(key: string, entry: CachedStats<T>, ttlMs: number): Promise<void> {
+  async set(key: string, entry: CachedStats, ttlMs: number): Promise<void> {
     try {
       await withTimeout(this.cache.set(key, entry, ttlMs));
     } catch (err) {

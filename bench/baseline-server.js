@@ -2,6 +2,7 @@
 // The thinnest consume endpoint: node:http + mysql2, no framework, no auth, no validation library.
 // It runs the same transaction as the service's consume (idempotency key claim, conditional update,
 // history insert, commit) so that `npm run bench` can say what the framework costs.
+// GET /stats answers BASELINE_STATS_BODY from memory: the thinnest possible cached stats answer.
 const http = require('node:http');
 const { createHash } = require('node:crypto');
 const mysql = require('mysql2');
@@ -64,7 +65,13 @@ async function consume(memberId, amount, key) {
   }
 }
 
+const statsBody = process.env.BASELINE_STATS_BODY;
+
 const server = http.createServer((req, res) => {
+  if (statsBody !== undefined && req.method === 'GET' && req.url === '/stats') {
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'x-cache': 'HIT' }).end(statsBody);
+    return;
+  }
   const match = /^\/consume\/(\d+)$/.exec(req.url || '');
   if (req.method !== 'POST' || !match) {
     res.writeHead(404).end();

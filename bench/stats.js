@@ -5,8 +5,10 @@
  * initial_grant row) and BENCH_STATS_ROWS further ledger rows (default 1,000,000) spread over the
  * last 90 days. Measures uncached stats (?fresh=true) for 7-, 30- and 90-day windows, the
  * straightforward join of history with members for the same windows (for comparison), and cached
- * stats at BENCH_CONNECTIONS (64) connections with autocannon. Loopback only, on a database created
- * for the run and dropped afterwards, within a hard time limit.
+ * stats at BENCH_CONNECTIONS (64) connections with autocannon. Two reference rows say what this
+ * machine allows at that load: the service's liveness probe (no authentication, nothing read) and
+ * a bare node:http server answering the same body from memory (bench/baseline-server.js).
+ * Loopback only, on a database created for the run and dropped afterwards, within a hard time limit.
  *
  * Settings: BENCH_STATS_MEMBERS, BENCH_STATS_ROWS, BENCH_STATS_SAMPLES (uncached requests per
  * window, 15), BENCH_DURATION (s of the cached run, 10), BENCH_CONNECTIONS (64), BENCH_KEEP_DB=1,
@@ -273,9 +275,17 @@ async function main() {
     }
   }
 
-  // Cached: the default window, warmed once, then 64 connections; GET /auth/me (same guard and
-  // middleware, no stats) shows the floor the framework and authentication set at that load.
-  await fetch(`${url}/api/v1/admin/quota/stats`, { headers });
+  // Cached: the default window, warmed once, then 64 connections. The liveness probe and a bare
+  // node:http server sending the same body show how far below that this machine can go at all.
+  const warm = await fetch(`${url}/api/v1/admin/quota/stats`, { headers });
+  const statsBody = await warm.text();
+  const baselinePort = await freePort();
+  start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
+    PORT: String(baselinePort),
+    BASELINE_STATS_BODY: statsBody,
+  });
+  const baselineUrl = `http://127.0.0.1:${baselinePort}`;
+  await waitUntil(async () => (await fetch(`${baselineUrl}/stats`)).status === 200, 10_000, 'the baseline');
   const drive = (target) =>
     new Promise((resolve, reject) => {
       const instance = autocannon(
@@ -292,10 +302,12 @@ async function main() {
       instance.on('error', () => undefined);
     });
   const cached = await drive(`${url}/api/v1/admin/quota/stats`);
-  const floor = await drive(`${url}/api/v1/auth/me`);
+  const probe = await drive(`${url}/api/v1/health/live`);
+  const bare = await drive(`${baselineUrl}/stats`);
   for (const [name, r] of [
     [`cached, ${settings.connections} connections`, cached],
-    [`GET /auth/me, ${settings.connections} conns`, floor],
+    [`ref: service /health/live`, probe],
+    [`ref: node:http same body`, bare],
   ]) {
     rows.push([
       name,

@@ -5,6 +5,7 @@ import { MetricsRegistry } from '../metrics/metrics.module';
 @Injectable()
 export class AnalyticsMetrics {
   readonly anomalies: Counter<'kind'>;
+  readonly anomaliesPruned: Counter;
   readonly processedRows: Counter;
   readonly watermark: Gauge;
   readonly statsRequests: Counter<'cache'>;
@@ -14,6 +15,11 @@ export class AnalyticsMetrics {
       name: 'quota_anomalies_total',
       help: 'Unusual quota usage detected, by kind.',
       labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.anomaliesPruned = new Counter({
+      name: 'quota_anomalies_pruned_total',
+      help: 'Stored anomalies deleted after QUOTA_ANOMALY_RETENTION_DAYS.',
       registers: [registry],
     });
     this.processedRows = new Counter({

@@ -26,7 +26,12 @@ describe('loadConfig', () => {
     expect(config.jwt).toEqual({ secret: 'generated-secret', expiresInSeconds: 3600, secretGenerated: true });
     expect(config.bodyLimitBytes).toBe(1024 * 1024);
     expect(config.quota).toEqual({ statsTtlSeconds: 300, timezone: 'UTC' });
-    expect(config.analytics).toMatchObject({ intervalMs: 2000, safetyLagMs: 5000, batchSize: 5000 });
+    expect(config.analytics).toMatchObject({
+      intervalMs: 2000,
+      safetyLagMs: 5000,
+      batchSize: 5000,
+      anomalyRetentionDays: 90,
+    });
     expect(config.analytics.anomaly).toMatchObject({ windowSeconds: 300, zScore: 4, burstCount: 20, burstSeconds: 10 });
     expect(config.trustProxyHops).toBe(0);
     expect(config.corsOrigins).toEqual([]);
@@ -38,12 +43,16 @@ describe('loadConfig', () => {
       QUOTA_ANALYTICS_LAG_MS: '0',
       QUOTA_ANOMALY_ZSCORE: '3.5',
       QUOTA_ANOMALY_BURST_COUNT: '5',
+      QUOTA_ANOMALY_RETENTION_DAYS: '0',
     });
     expect(config.analytics.safetyLagMs).toBe(0);
+    expect(config.analytics.anomalyRetentionDays).toBe(0);
     expect(config.analytics.anomaly.zScore).toBe(3.5);
     expect(config.analytics.anomaly.burstCount).toBe(5);
     expectConfigError({ QUOTA_ANOMALY_ZSCORE: 'high' }, 'QUOTA_ANOMALY_ZSCORE');
     expectConfigError({ QUOTA_ANOMALY_BURST_COUNT: '1' }, 'QUOTA_ANOMALY_BURST_COUNT');
+    expectConfigError({ QUOTA_ANOMALY_RETENTION_DAYS: '-1' }, 'QUOTA_ANOMALY_RETENTION_DAYS');
+    expectConfigError({ QUOTA_ANOMALY_RETENTION_DAYS: '30d' }, 'QUOTA_ANOMALY_RETENTION_DAYS');
   });
 
   it('reads the login lockout settings', () => {

@@ -67,6 +67,8 @@ export interface AnalyticsConfig {
   readonly safetyLagMs: number;
   readonly batchSize: number;
   readonly anomaly: AnomalyConfig;
+  /** Stored anomalies older than this many days are deleted (0 keeps them for ever). */
+  readonly anomalyRetentionDays: number;
 }
 
 /** The whole runtime configuration, read once from the environment and validated at boot. */
@@ -344,6 +346,7 @@ function readAnalytics(read: EnvReader): AnalyticsConfig {
       burstSeconds: read.integer('QUOTA_ANOMALY_BURST_SECONDS', 10, 1, 3600),
       maxAgeSeconds: read.integer('QUOTA_ANOMALY_MAX_AGE', 3600, 60, 90 * 86400),
     },
+    anomalyRetentionDays: read.integer('QUOTA_ANOMALY_RETENTION_DAYS', 90, 0, 3650),
   };
 }
 

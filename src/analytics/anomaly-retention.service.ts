@@ -1,0 +1,82 @@
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from '../common/logger.token';
+import { AppConfig } from '../config/app-config';
+import { QuotaDatabase, sqlTimestamp } from '../quota/quota-database';
+import { AnalyticsMetrics } from './analytics.metrics';
+
+const DAY_MS = 86_400_000;
+const PRUNE_INTERVAL_MS = 3_600_000;
+/** Rows per statement: short transactions that never hold many locks at once. */
+export const PRUNE_BATCH = 5_000;
+
+/**
+ * Keeps quota_anomalies from growing for ever: events older than QUOTA_ANOMALY_RETENTION_DAYS
+ * (detected_at) are deleted, oldest first, in short batches, once an hour on the instances that
+ * run background work. Every instance may do it at the same time; a batch deletes whatever is
+ * still there.
+ */
+@Injectable()
+export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<number> | null = null;
+
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly config: AppConfig,
+    private readonly metrics: AnalyticsMetrics,
+    @Inject(ROOT_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (this.config.role === 'api' || this.config.analytics.anomalyRetentionDays === 0) return;
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.prune().catch((err: unknown) => this.logger.error({ err }, 'pruning old anomalies failed'));
+    }, PRUNE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Deletes the anomalies detected before now − the retention; returns how many. */
+  async prune(now = new Date()): Promise<number> {
+    const days = this.config.analytics.anomalyRetentionDays;
+    if (days === 0) return 0;
+    const work = this.deleteBefore(sqlTimestamp(new Date(now.getTime() - days * DAY_MS)));
+    this.running = work;
+    try {
+      const deleted = await work;
+      if (deleted > 0) {
+        this.metrics.anomaliesPruned.inc(deleted);
+        this.logger.info({ deleted, retention_days: days }, 'deleted anomalies past their retention');
+      }
+      return deleted;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  private async deleteBefore(cutoff: string): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      // MySQL takes no LIMIT in an IN subquery; the derived table around it is the portable form.
+      // The inner SELECT is a range on idx_quota_anomalies_detected_at.
+      const result = await this.db.transaction(
+        (s) =>
+          s.exec(
+            `DELETE FROM quota_anomalies WHERE id IN (
+               SELECT id FROM (SELECT id FROM quota_anomalies WHERE detected_at < ? ORDER BY detected_at LIMIT ${PRUNE_BATCH}) AS expired
+             )`,
+            [cutoff],
+          ),
+        { retries: 2 },
+      );
+      deleted += result.affected;
+      if (result.affected < PRUNE_BATCH) return deleted;
+    }
+  }
+}

@@ -7,7 +7,7 @@ import type { AnomalyKind } from './anomaly-detector';
 import { ANOMALIES_DEFAULT_LIMIT, type AnomaliesQuery, type AnomalyView, type StatsQuery } from './dto';
 import { hourFloor } from './ledger-fold';
 import { StatsCache } from './stats-cache';
-import { DEFAULT_WINDOW_MS, StatsService } from './stats.service';
+import { DEFAULT_WINDOW_MS, StatsService, type StatsFilter } from './stats.service';
 
 export interface StatsAnswer {
   /**
@@ -33,6 +33,12 @@ function decodeCursor(cursor: string): string {
 
 @Injectable()
 export class AnalyticsService {
+  /**
+   * Computations under way, by cache key. When an entry expires under load, every request in
+   * flight misses at once; they share one computation instead of each running the aggregates.
+   */
+  private readonly computing = new Map<string, Promise<StatsAnswer>>();
+
   constructor(
     private readonly stats: StatsService,
     private readonly cache: StatsCache,
@@ -79,10 +85,22 @@ export class AnalyticsService {
       this.metrics.statsRequests.inc({ cache: query.fresh === true ? 'bypass' : 'miss' });
     }
 
+    // fresh=true always gets a computation of its own, started after it asked.
+    const shared = query.fresh === true ? undefined : this.computing.get(key);
+    if (shared) return shared;
+    const computation = this.compute(key, { membershipType: query.membership_type, from, to }, useCache ? ttlMs : 0);
+    if (query.fresh !== true) {
+      this.computing.set(key, computation);
+      void computation.catch(() => undefined).finally(() => this.computing.delete(key));
+    }
+    return computation;
+  }
+
+  private async compute(key: string, filter: StatsFilter, ttlMs: number): Promise<StatsAnswer> {
     const generatedAt = new Date().toISOString();
-    const data = await this.stats.compute({ membershipType: query.membership_type, from, to });
+    const data = await this.stats.compute(filter);
     const dataJson = JSON.stringify(data);
-    if (useCache) await this.cache.set(key, { dataJson, generatedAt }, ttlMs);
+    if (ttlMs > 0) await this.cache.set(key, { dataJson, generatedAt }, ttlMs);
     return { dataJson, cached: false, generatedAt };
   }
 

@@ -3,6 +3,7 @@ import { bearer, loginAs } from '../support/auth';
 import { createConfig, createMember, sql } from '../support/quota-factories';
 import { startTestApp, type TestApp } from '../support/test-app';
 import { expectProblem, ISO_MS } from '../auth/helpers';
+import { StatsService } from '../../src/analytics/stats.service';
 import { ANALYTICS_TEST_ENV, consume, insertHistory, processTail, STATS } from './helpers';
 
 const HOUR = 3_600_000;
@@ -223,6 +224,36 @@ describe('GET /admin/quota/stats', () => {
     const after = await request(t.server).get(url).set(bearer(admin)).expect(200);
     expect(after.headers['x-cache']).toBe('HIT');
     expect(after.body.meta.generated_at).toBe(fresh.body.meta.generated_at);
+  });
+
+  it('runs one computation for requests that miss together; fresh=true computes for each', async () => {
+    const type = (await createConfig(t, { maxQuota: 7 })).membershipType;
+    await createMember(t, { membershipType: type });
+    const url = `${STATS}?membership_type=${type}`;
+    const computations = jest.spyOn(t.app.get(StatsService), 'compute');
+    try {
+      const together = await Promise.all(
+        Array.from({ length: 8 }, () => request(t.server).get(url).set(bearer(admin))),
+      );
+      expect(together.map((r) => r.status)).toEqual(Array(8).fill(200));
+      // On MySQL the requests overlap the computation and join it; on the embedded database it ends
+      // before the next request is read, and they hit the cache. Either way: one computation.
+      expect(computations).toHaveBeenCalledTimes(1);
+      const misses = together.filter((r) => r.headers['x-cache'] === 'MISS');
+      expect(misses.length).toBeGreaterThanOrEqual(1);
+      // Whether shared or read back from the cache, every answer is that one computation.
+      expect(new Set(together.map((r) => r.body.meta.generated_at)).size).toBe(1);
+      expect(together.every((r) => r.body.data.membership_types[0].total_balance === 7)).toBe(true);
+
+      computations.mockClear();
+      const fresh = await Promise.all(
+        Array.from({ length: 3 }, () => request(t.server).get(`${url}&fresh=true`).set(bearer(admin))),
+      );
+      expect(fresh.map((r) => [r.status, r.headers['x-cache']])).toEqual(Array(3).fill([200, 'MISS']));
+      expect(computations).toHaveBeenCalledTimes(3);
+    } finally {
+      computations.mockRestore();
+    }
   });
 
   it('refuses bad filters with 422 and unknown parameters', async () => {

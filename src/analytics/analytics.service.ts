@@ -85,11 +85,13 @@ export class AnalyticsService {
       this.metrics.statsRequests.inc({ cache: query.fresh === true ? 'bypass' : 'miss' });
     }
 
-    // fresh=true always gets a computation of its own, started after it asked.
-    const shared = query.fresh === true ? undefined : this.computing.get(key);
+    // fresh=true, and every request when caching is off, gets a computation of its own, started
+    // after it asked.
+    const mayShare = useCache && query.fresh !== true;
+    const shared = mayShare ? this.computing.get(key) : undefined;
     if (shared) return shared;
     const computation = this.compute(key, { membershipType: query.membership_type, from, to }, useCache ? ttlMs : 0);
-    if (query.fresh !== true) {
+    if (mayShare) {
       this.computing.set(key, computation);
       void computation.catch(() => undefined).finally(() => this.computing.delete(key));
     }

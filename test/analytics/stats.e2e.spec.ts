@@ -299,3 +299,31 @@ describe('stats cache TTL', () => {
     expect(later.body.meta.generated_at > first.body.meta.generated_at).toBe(true);
   });
 });
+
+describe('stats with caching off (QUOTA_STATS_TTL=0)', () => {
+  let t: TestApp;
+  let admin: string;
+
+  beforeAll(async () => {
+    t = await startTestApp({ env: { ...ANALYTICS_TEST_ENV, QUOTA_STATS_TTL: '0' } });
+    admin = (await loginAs(t, 'admin')).token;
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('computes every request, even requests that arrive together', async () => {
+    const computations = jest.spyOn(t.app.get(StatsService), 'compute');
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, () => request(t.server).get(STATS).set(bearer(admin))),
+      );
+      expect(answers.map((r) => [r.status, r.headers['x-cache'], r.body.meta.cached])).toEqual(
+        Array(4).fill([200, 'MISS', false]),
+      );
+      expect(computations).toHaveBeenCalledTimes(4);
+    } finally {
+      computations.mockRestore();
+    }
+  });
+});

@@ -62,6 +62,25 @@ export async function waitForOutput(
   });
 }
 
+/** Polls readiness; gives up at once if the process exits, and says what it logged either way. */
 export async function waitUntilReady(service: ServiceProcess, timeoutMs = 15_000): Promise<void> {
-  await waitFor(async () => (await fetch(`${service.baseUrl}/api/v1/health/ready`)).status === 200, timeoutMs);
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (service.child.exitCode !== null || service.child.signalCode !== null) {
+      last = `none: the process exited (${service.child.exitCode ?? service.child.signalCode})`;
+      break;
+    }
+    try {
+      const res = await fetch(`${service.baseUrl}/api/v1/health/ready`);
+      last = `${res.status} ${await res.text()}`;
+      if (res.status === 200) return;
+    } catch (err) {
+      last = `no answer (${err instanceof Error ? err.message : String(err)})`;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `the service was not ready within ${timeoutMs} ms; last readiness answer: ${last}; it logged:\n${service.output()}`,
+  );
 }

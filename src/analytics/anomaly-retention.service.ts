@@ -63,20 +63,24 @@ export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicati
   private async deleteBefore(cutoff: string): Promise<number> {
     let deleted = 0;
     for (;;) {
-      // MySQL takes no LIMIT in an IN subquery; the derived table around it is the portable form.
-      // The inner SELECT is a range on idx_quota_anomalies_detected_at.
+      // Select first (a range on idx_quota_anomalies_detected_at), then delete by primary key, as
+      // the idempotency-key purge does: a DELETE with the condition itself (or an IN subquery,
+      // which MariaDB runs as a scan of the whole table) would lock index gaps that the tail
+      // processor's inserts wait for.
+      const expired = await this.db.read((s) =>
+        s.rows<{ id: unknown }>('SELECT id FROM quota_anomalies WHERE detected_at < ? ORDER BY detected_at LIMIT ?', [
+          cutoff,
+          PRUNE_BATCH,
+        ]),
+      );
+      if (expired.length === 0) return deleted;
+      const ids = expired.map((r) => String(r.id));
       const result = await this.db.transaction(
-        (s) =>
-          s.exec(
-            `DELETE FROM quota_anomalies WHERE id IN (
-               SELECT id FROM (SELECT id FROM quota_anomalies WHERE detected_at < ? ORDER BY detected_at LIMIT ${PRUNE_BATCH}) AS expired
-             )`,
-            [cutoff],
-          ),
+        (s) => s.exec(`DELETE FROM quota_anomalies WHERE id IN (${ids.map(() => '?').join(', ')})`, ids),
         { retries: 2 },
       );
       deleted += result.affected;
-      if (result.affected < PRUNE_BATCH) return deleted;
+      if (expired.length < PRUNE_BATCH) return deleted;
     }
   }
 }

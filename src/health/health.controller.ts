@@ -35,7 +35,7 @@ export class HealthController {
   }
 
   @Get('ready')
-  @ApiOperation({ summary: 'Readiness probe: database, Redis where configured, migrations, not shutting down' })
+  @ApiOperation({ summary: 'Readiness probe: database, migrations, not shutting down (Redis is not required)' })
   @ApiOkResponse({ type: ReadinessSchema, description: 'Ready' })
   @ApiServiceUnavailableResponse({ type: ReadinessSchema, description: 'Not ready' })
   async ready(@Res({ passthrough: true }) res: HttpReply) {

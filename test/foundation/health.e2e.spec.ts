@@ -32,11 +32,10 @@ describe('health endpoints', () => {
     expect(typeof res.body.uptime_seconds).toBe('number');
   });
 
-  it('GET /api/v1/health/ready checks the database, migrations, Redis when configured, and lifecycle', async () => {
+  it('GET /api/v1/health/ready checks the database, migrations and lifecycle, never Redis', async () => {
     const res = await request(t.server).get('/api/v1/health/ready').expect(200);
     expect(res.body.status).toBe('ok');
-    const expected = ['database', 'lifecycle', 'migrations', ...(t.config.redis ? ['redis'] : [])].sort();
-    expect(Object.keys(res.body.details).sort()).toEqual(expected);
+    expect(Object.keys(res.body.details).sort()).toEqual(['database', 'lifecycle', 'migrations']);
   });
 
   it('every response carries X-Request-Id, echoing a valid incoming one and replacing an unsafe one', async () => {

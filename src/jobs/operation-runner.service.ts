@@ -4,7 +4,9 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
 import type { HistoryReason } from '../quota/entities/quota-history.entity';
 import { LedgerBulkService, type BulkChunkResult } from '../quota/ledger-bulk.service';
-import { QuotaDatabase, sqlTimestamp } from '../quota/quota-database';
+import { dbErrorKind, QuotaDatabase, sqlTimestamp } from '../quota/quota-database';
+import { AppError } from '../common/app-error';
+import { isDatabaseUnavailable } from '../common/database-errors';
 import { JobsMetrics } from './jobs.metrics';
 import {
   OPERATION_COLUMNS,
@@ -25,6 +27,18 @@ export interface RunOptions {
 
 /** Another runner advanced the cursor while this one waited for the chunk's locks. */
 class CursorMoved extends Error {}
+
+/**
+ * Why an operation failed, in words fit for its record: admins read it through the API, so the
+ * driver's message (host, port, SQL, library names) goes to the log only, with the operation id.
+ */
+export function publicReason(err: unknown, operationId: string): string {
+  if (err instanceof AppError) return err.detail;
+  if (isDatabaseUnavailable(err)) return 'the database was unreachable';
+  const kind = dbErrorKind(err);
+  if (kind === 'deadlock' || kind === 'lock_timeout') return 'the database kept refusing it over lock conflicts';
+  return `an unexpected error; the service log has the details under operationId ${operationId}`;
+}
 
 export async function loadOperation(db: QuotaDatabase, id: string): Promise<Operation | null> {
   const rows = await db.read((s) =>
@@ -111,15 +125,11 @@ export class OperationRunner implements BeforeApplicationShutdown {
       } catch (err) {
         if (err instanceof CursorMoved) continue;
         if (!options.finalAttempt) throw err;
-        const message = err instanceof Error ? err.message : String(err);
         this.logger.error({ err, operationId, cursor: op.lastMemberId }, 'operation failed');
         await this.finish(
           op,
           'failed',
-          `chunk after member ${op.lastMemberId} failed ${CHUNK_TRIES} times (${op.processed} of ${op.total} processed): ${message}`.slice(
-            0,
-            1000,
-          ),
+          `chunk after member ${op.lastMemberId} failed ${CHUNK_TRIES} times (${op.processed} of ${op.total} processed): ${publicReason(err, op.id)}`,
         );
         return;
       }

@@ -294,18 +294,25 @@ export class OperationsService {
     if (rows.length === 0) throw new UnknownMembershipTypeError('membership_type', membershipType);
   }
 
-  /** Stores the distinct existing ids; any unknown id refuses the request (the transaction rolls back). */
+  /**
+   * Stores the distinct existing ids; any unknown id refuses the request (the transaction rolls
+   * back). The ids are checked by a plain read and stored as VALUES: an INSERT ... SELECT from
+   * members would share-lock up to 100,000 member rows until commit, holding up their consumes.
+   */
   private async storeMembers(s: SqlSession, operationId: string, ids: readonly string[]): Promise<void> {
     const unknown: string[] = [];
     for (const chunk of chunks(ids, ID_CHUNK)) {
-      const stored = await s.exec(
-        `INSERT INTO quota_operation_members (operation_id, member_id)
-         SELECT ?, id FROM members WHERE id IN (${marks(chunk.length)})`,
-        [operationId, ...chunk],
-      );
-      if (stored.affected < chunk.length && unknown.length < LISTED_UNKNOWN_IDS) {
-        unknown.push(...(await this.unknownIds(s, chunk)));
+      const found = await s.rows<{ id: unknown }>(`SELECT id FROM members WHERE id IN (${marks(chunk.length)})`, chunk);
+      if (found.length < chunk.length) {
+        const known = new Set(found.map((r) => String(r.id)));
+        unknown.push(...chunk.filter((id) => !known.has(id)));
+        continue;
       }
+      if (unknown.length > 0) continue;
+      await s.exec(
+        `INSERT INTO quota_operation_members (operation_id, member_id) VALUES ${chunk.map(() => '(?, ?)').join(', ')}`,
+        chunk.flatMap((id) => [operationId, id]),
+      );
     }
     if (unknown.length > 0) throw this.unknownMembers(unknown);
   }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { MAX_BALANCE } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
-import { sqlTimestamp, type Dialect, type SqlSession } from './quota-database';
+import { sqlTimestamp, type SqlSession } from './quota-database';
 
 export type BulkMode = 'delta' | 'set';
 export type OperationKind = 'bulk_adjust' | 'config_propagation' | 'periodic_reset';
@@ -37,18 +37,32 @@ export interface BulkChunkResult {
   readonly lastMemberId: string | null;
 }
 
-/** A new balance computed by the database, floored at 0 and capped at 2^31-1. */
-function clamped(dialect: Dialect, expression: string): string {
-  return dialect === 'mysql'
-    ? `LEAST(GREATEST(${expression}, 0), ${MAX_BALANCE})`
-    : `MIN(MAX(${expression}, 0), ${MAX_BALANCE})`;
+/** A new balance, floored at 0 and capped at 2^31-1 (the same rule as LedgerService's). */
+function clampBalance(value: number): number {
+  return Math.min(MAX_BALANCE, Math.max(0, value));
+}
+
+/** Rows per INSERT ... VALUES and ids per IN list: well inside every driver's parameter limit. */
+const STATEMENT_ROWS = 1000;
+
+interface LockedMember {
+  readonly id: string;
+  readonly balance: number;
 }
 
 /**
  * The set-based side of the ledger, for background operations: a chunk of members changes in one
- * transaction with one INSERT ... SELECT writing every history row and one UPDATE copying the new
- * balances from those rows. The unique key on (operation_id, member_id) and the NOT EXISTS make a
- * re-run of a chunk (crash, stalled job, retry) skip the members it already did.
+ * transaction. Its member rows are locked in id order and read with their balances; the history
+ * rows are written as multi-row VALUES (1,000 per statement), and the balances set by primary key.
+ *
+ * Every statement touches only rows this transaction already holds, and none is an INSERT ...
+ * SELECT. On MySQL/MariaDB (innodb_autoinc_lock_mode=1, the default) an INSERT ... SELECT holds the
+ * history table's AUTO-INC lock for the whole statement; one that waits for a row lock meanwhile
+ * (a gap next to another operation's rows, a member another transaction holds) stalls every other
+ * writer of the ledger and ends in error 1467 or a lock wait time-out.
+ *
+ * The unique key on (operation_id, member_id) and the read of the members this operation already
+ * did make a re-run of a chunk (crash, stalled job, retry) skip them.
  */
 @Injectable()
 export class LedgerBulkService {
@@ -56,119 +70,107 @@ export class LedgerBulkService {
 
   /** Runs inside the caller's transaction. */
   async applyChunk(s: SqlSession, chunk: BulkChunk): Promise<BulkChunkResult> {
-    const ids = await this.lockChunk(s, chunk);
-    if (ids.length === 0) return { processed: 0, written: 0, changed: 0, lastMemberId: null };
-    const first = chunk.afterId;
-    const last = ids[ids.length - 1];
+    const locked = await this.lockChunk(s, chunk);
+    if (locked.length === 0) return { processed: 0, written: 0, changed: 0, lastMemberId: null };
+    const last = locked[locked.length - 1].id;
 
-    let where: string;
-    let whereParams: unknown[];
-    if (chunk.selection.kind === 'membership_type') {
-      where = 'm.membership_type = ? AND m.id > ? AND m.id <= ?';
-      whereParams = [chunk.selection.membershipType, first, last];
-    } else {
-      where = `m.id IN (SELECT o.member_id FROM quota_operation_members o
-                         WHERE o.operation_id = ? AND o.member_id > ? AND o.member_id <= ?)`;
-      whereParams = [chunk.operationId, first, last];
-    }
-
-    // Rows of this operation above this id were written by this transaction (the members are
-    // locked, so no one else writes them); rows below were applied by an earlier attempt.
-    const before = await s.rows<{ max_id: string | number | null }>(
-      'SELECT COALESCE(MAX(id), 0) AS max_id FROM member_quota_history',
+    // Written by an earlier attempt of this chunk (a plain read, after the locks: only a
+    // transaction holding these members could have written rows for them since).
+    const done = await s.rows<{ member_id: unknown }>(
+      'SELECT member_id FROM member_quota_history WHERE operation_id = ? AND member_id > ? AND member_id <= ?',
+      [chunk.operationId, chunk.afterId, last],
     );
-    const baseline = String(before[0]?.max_id ?? 0);
+    const skip = new Set(done.map((r) => String(r.member_id)));
+    const changes = locked
+      .filter((m) => !skip.has(m.id))
+      .map((m) => {
+        const after = clampBalance(chunk.mode === 'delta' ? m.balance + chunk.value : chunk.value);
+        return { id: m.id, delta: after - m.balance, after };
+      });
 
-    const target = clamped(s.dialect, chunk.mode === 'delta' ? 'm.quota_balance + ?' : '?');
-    const written = await s.exec(
-      `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, note)
-       SELECT m.id, ${target} - m.quota_balance, ${target}, ?, ?, ?, ?
-         FROM members m
-        WHERE ${where}
-          AND NOT EXISTS (SELECT 1 FROM member_quota_history h
-                           WHERE h.operation_id = ? AND h.member_id = m.id AND h.member_id > ? AND h.member_id <= ?)`,
-      [
-        chunk.value,
-        chunk.value,
-        chunk.reason,
-        chunk.actor,
-        chunk.operationId,
-        chunk.note,
-        ...whereParams,
-        // The range keeps the check to this chunk: MariaDB materialises the subquery, and
-        // without it that would read every row the operation wrote so far, once per chunk.
-        chunk.operationId,
-        first,
-        last,
-      ],
-    );
-
-    let changed = 0;
-    if (written.affected > 0) {
-      const now = sqlTimestamp(new Date());
-      const sets = ['quota_balance = h.balance_after', 'updated_at = ?'];
-      const setParams: unknown[] = [now];
-      if (chunk.periodStartedAt) {
-        sets.push('period_started_at = ?');
-        setParams.push(sqlTimestamp(chunk.periodStartedAt));
-      }
-      const ours = 'h.operation_id = ? AND h.id > ? AND h.member_id > ? AND h.member_id <= ?';
-      const oursParams = [chunk.operationId, baseline, first, last];
-      if (s.dialect === 'mysql') {
-        await s.exec(
-          `UPDATE members m JOIN member_quota_history h ON h.member_id = m.id
-              SET ${sets.map((c) => `m.${c}`).join(', ')}
-            WHERE ${ours}`,
-          [...setParams, ...oursParams],
-        );
-      } else {
-        await s.exec(
-          `UPDATE members SET ${sets.join(', ')} FROM member_quota_history h WHERE h.member_id = members.id AND ${ours}`,
-          [...setParams, ...oursParams],
+    const now = sqlTimestamp(new Date());
+    for (let start = 0; start < changes.length; start += STATEMENT_ROWS) {
+      const rows = changes.slice(start, start + STATEMENT_ROWS);
+      const values: unknown[] = [];
+      for (const change of rows) {
+        values.push(
+          change.id,
+          change.delta,
+          change.after,
+          chunk.reason,
+          chunk.actor,
+          chunk.operationId,
+          chunk.note,
+          now,
         );
       }
-      const counted = await s.rows<{ changed: unknown }>(
-        `SELECT COUNT(*) AS changed FROM member_quota_history h WHERE ${ours} AND h.delta <> 0`,
-        oursParams,
+      await s.exec(
+        `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, note, created_at)
+         VALUES ${new Array<string>(rows.length).fill('(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+        values,
       );
-      changed = Number(counted[0]?.changed ?? 0);
-      this.metrics.ledgerChanges.inc({ reason: chunk.reason }, written.affected);
     }
-    return { processed: ids.length, written: written.affected, changed, lastMemberId: last };
+
+    // The balances, by primary key. A delta is applied by the database with the same floor and
+    // cap as above: the rows are locked, so it reaches the balance the history rows recorded.
+    const target =
+      chunk.mode === 'delta'
+        ? `CASE WHEN quota_balance + ? < 0 THEN 0 WHEN quota_balance + ? > ${MAX_BALANCE} THEN ${MAX_BALANCE} ELSE quota_balance + ? END`
+        : '?';
+    const targetParams = chunk.mode === 'delta' ? [chunk.value, chunk.value, chunk.value] : [clampBalance(chunk.value)];
+    const sets = [`quota_balance = ${target}`, 'updated_at = ?'];
+    const setParams: unknown[] = [...targetParams, now];
+    if (chunk.periodStartedAt) {
+      sets.push('period_started_at = ?');
+      setParams.push(sqlTimestamp(chunk.periodStartedAt));
+    }
+    for (let start = 0; start < changes.length; start += STATEMENT_ROWS) {
+      const part = changes.slice(start, start + STATEMENT_ROWS).map((c) => c.id);
+      await s.exec(`UPDATE members SET ${sets.join(', ')} WHERE id IN (${part.map(() => '?').join(', ')})`, [
+        ...setParams,
+        ...part,
+      ]);
+    }
+
+    const changed = changes.filter((c) => c.delta !== 0).length;
+    if (changes.length > 0) this.metrics.ledgerChanges.inc({ reason: chunk.reason }, changes.length);
+    return { processed: locked.length, written: changes.length, changed, lastMemberId: last };
   }
 
   /**
    * Locks the chunk's member rows in id order before anything else, so a concurrent consume waits
-   * for the chunk (or the chunk for it) instead of the two deadlocking over history index gaps.
+   * for the chunk (or the chunk for it) instead of the two deadlocking, and reads their balances.
    */
-  private async lockChunk(s: SqlSession, chunk: BulkChunk): Promise<string[]> {
+  private async lockChunk(s: SqlSession, chunk: BulkChunk): Promise<LockedMember[]> {
     const lock = s.dialect === 'mysql' ? ' FOR UPDATE' : '';
+    let rows: { id: unknown; quota_balance: unknown }[];
     if (chunk.selection.kind === 'membership_type') {
       // MariaDB otherwise reads the type's index from its first entry up to the cursor (a `ref`
       // lookup on membership_type alone), which makes every chunk slower than the one before.
       const index = s.dialect === 'mysql' ? ' FORCE INDEX (idx_members_membership_type)' : '';
-      const rows = await s.rows<{ id: unknown }>(
-        `SELECT id FROM members${index} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT ?${lock}`,
+      rows = await s.rows(
+        `SELECT id, quota_balance FROM members${index} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT ?${lock}`,
         [chunk.selection.membershipType, chunk.afterId, chunk.limit],
       );
-      return rows.map((r) => String(r.id));
-    }
-    const listed = await s.rows<{ member_id: unknown }>(
-      'SELECT member_id FROM quota_operation_members WHERE operation_id = ? AND member_id > ? ORDER BY member_id LIMIT ?',
-      [chunk.operationId, chunk.afterId, chunk.limit],
-    );
-    if (listed.length === 0) return [];
-    const ids = listed.map((r) => String(r.member_id));
-    if (lock) {
-      await s.rows(
-        `SELECT m.id FROM members m
-          WHERE m.id IN (SELECT o.member_id FROM quota_operation_members o
-                          WHERE o.operation_id = ? AND o.member_id > ? AND o.member_id <= ?)
-          ORDER BY m.id${lock}`,
-        [chunk.operationId, chunk.afterId, ids[ids.length - 1]],
+    } else {
+      const listed = await s.rows<{ member_id: unknown }>(
+        'SELECT member_id FROM quota_operation_members WHERE operation_id = ? AND member_id > ? ORDER BY member_id LIMIT ?',
+        [chunk.operationId, chunk.afterId, chunk.limit],
       );
+      if (listed.length === 0) return [];
+      const ids = listed.map((r) => String(r.member_id));
+      rows = [];
+      for (let start = 0; start < ids.length; start += STATEMENT_ROWS) {
+        const part = ids.slice(start, start + STATEMENT_ROWS);
+        rows.push(
+          ...(await s.rows<{ id: unknown; quota_balance: unknown }>(
+            `SELECT id, quota_balance FROM members WHERE id IN (${part.map(() => '?').join(', ')}) ORDER BY id${lock}`,
+            part,
+          )),
+        );
+      }
     }
-    return ids;
+    return rows.map((r) => ({ id: String(r.id), balance: Number(r.quota_balance) }));
   }
 }
 

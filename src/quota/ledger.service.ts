@@ -214,18 +214,18 @@ export class LedgerService {
     await this.refuseExisting(s, externalIds);
 
     const now = sqlTimestamp(new Date());
+    const opening = accounts.map(
+      (account) => account.initialQuota ?? Number(byType.get(account.membershipType)!.max_quota),
+    );
     for (let start = 0; start < accounts.length; start += INSERT_CHUNK) {
       const chunk = accounts.slice(start, start + INSERT_CHUNK);
       const values: unknown[] = [];
-      for (const account of chunk) {
-        const balance = account.initialQuota ?? Number(byType.get(account.membershipType)!.max_quota);
-        values.push(account.externalId, account.membershipType, balance, now, now, now);
-      }
+      chunk.forEach((account, i) => {
+        values.push(account.externalId, account.membershipType, opening[start + i], now, now, now);
+      });
       try {
         await s.exec(
-          `INSERT INTO members (external_id, membership_type, quota_balance, period_started_at, created_at, updated_at) VALUES ${chunk
-            .map(() => '(?, ?, ?, ?, ?, ?)')
-            .join(', ')}`,
+          `INSERT INTO members (external_id, membership_type, quota_balance, period_started_at, created_at, updated_at) VALUES ${rowMarks(chunk.length, 6)}`,
           values,
         );
       } catch (err) {
@@ -235,21 +235,29 @@ export class LedgerService {
       }
     }
 
+    // The new ids, by a plain read (a transaction sees its own rows without locking anything).
     const ids: string[] = [];
     for (let start = 0; start < externalIds.length; start += INSERT_CHUNK) {
       const chunk = externalIds.slice(start, start + INSERT_CHUNK);
-      // Set-based: each new member's opening balance becomes its first ledger row.
-      await s.exec(
-        `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, note)
-         SELECT id, quota_balance, quota_balance, 'initial_grant', ?, NULL FROM members WHERE external_id IN (${marks(chunk.length)})`,
-        [actor, ...chunk],
-      );
       const rows = await s.rows<{ id: unknown; external_id: string }>(
         `SELECT id, external_id FROM members WHERE external_id IN (${marks(chunk.length)})`,
         chunk,
       );
       const idByExternal = new Map(rows.map((r) => [r.external_id, String(r.id)]));
       for (const externalId of chunk) ids.push(idByExternal.get(externalId)!);
+    }
+    // Each opening balance becomes the member's first ledger row. The rows are listed as VALUES,
+    // never INSERT ... SELECT: on MySQL an INSERT ... SELECT holds the history table's AUTO-INC
+    // lock for the whole statement, and a statement that then waits for another transaction's row
+    // lock stalls every writer of the ledger (innodb_autoinc_lock_mode=1, the default).
+    for (let start = 0; start < ids.length; start += INSERT_CHUNK) {
+      const chunk = ids.slice(start, start + INSERT_CHUNK);
+      const values: unknown[] = [];
+      chunk.forEach((id, i) => values.push(id, opening[start + i], opening[start + i], actor));
+      await s.exec(
+        `INSERT INTO member_quota_history (member_id, delta, balance_after, actor, reason) VALUES ${rowMarks(chunk.length, 4, "'initial_grant'")}`,
+        values,
+      );
     }
     this.metrics.ledgerChanges.inc({ reason: 'initial_grant' }, accounts.length);
     return ids;
@@ -267,24 +275,26 @@ export class LedgerService {
     newType: string,
     actor: string,
   ): Promise<LedgerEntry | null> {
-    const current = await s.rows<{ membership_type: string; quota_balance: number; max_quota: number }>(
-      `SELECT m.membership_type, m.quota_balance, c.max_quota
-         FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
-        WHERE m.id = ?${s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+    // Only the member's row is locked: a lock on the config row would queue every consume of
+    // the type (their update reads it) behind this change.
+    const current = await s.rows<{ membership_type: string; quota_balance: number }>(
+      `SELECT membership_type, quota_balance FROM members WHERE id = ?${s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
       [memberId],
     );
     if (current.length === 0) throw new NotFoundError('Member');
     const from = current[0];
     if (from.membership_type === newType) return null;
-    const target = await s.rows<{ id: unknown; max_quota: number; is_active: unknown }>(
-      'SELECT id, max_quota, is_active FROM member_quota_config WHERE membership_type = ?',
-      [newType],
+    const configs = await s.rows<{ id: unknown; membership_type: string; max_quota: number; is_active: unknown }>(
+      'SELECT id, membership_type, max_quota, is_active FROM member_quota_config WHERE membership_type IN (?, ?)',
+      [from.membership_type, newType],
     );
+    const source = configs.find((c) => c.membership_type === from.membership_type);
+    const target = configs.filter((c) => c.membership_type === newType);
     if (target.length === 0) throw new UnknownMembershipTypeError('membership_type', newType);
     if (!readBoolean(target[0].is_active)) throw new ConfigInactiveError(newType);
 
     const balance = Number(from.quota_balance);
-    const shifted = balance + Number(target[0].max_quota) - Number(from.max_quota);
+    const shifted = balance + Number(target[0].max_quota) - Number(source?.max_quota ?? 0);
     const delta = Math.min(MAX_BALANCE, Math.max(0, shifted)) - balance;
     const result = await s.exec(
       `UPDATE members SET membership_type = ?, quota_balance = quota_balance + ?, updated_at = ?
@@ -457,4 +467,10 @@ function unpackUpdate(result: ExecResult): { balance: number; configId: string }
 
 function marks(count: number): string {
   return new Array<string>(count).fill('?').join(', ');
+}
+
+/** `(?, ?, ...), (...)` for a multi-row VALUES list; `constant` is SQL text appended to each row. */
+function rowMarks(rows: number, columns: number, constant?: string): string {
+  const row = `(${marks(columns)}${constant === undefined ? '' : `, ${constant}`})`;
+  return new Array<string>(rows).fill(row).join(', ');
 }

@@ -109,16 +109,17 @@ export class MembersService {
       async (s) => {
         const ids = await this.ledger.openAccounts(s, accounts, actorId(actor), { batch });
         const members = await findMembers(s, ids);
-        for (const member of members) {
-          await this.audit.record(s.manager, {
+        await this.audit.recordMany(
+          s.manager,
+          members.map((member) => ({
             actor,
             action: 'member.create',
             entityType: 'member',
             entityId: member.id,
             before: null,
             after: memberJson(member),
-          });
-        }
+          })),
+        );
         return members;
       },
       { entityManager: true },

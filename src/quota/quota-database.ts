@@ -13,7 +13,7 @@ export interface ExecResult {
   readonly insertId: string | null;
 }
 
-export type DbErrorKind = 'duplicate' | 'foreign_key' | 'check' | 'deadlock' | 'lock_timeout';
+export type DbErrorKind = 'duplicate' | 'foreign_key' | 'check' | 'deadlock' | 'lock_timeout' | 'autoinc_lock';
 
 const MYSQL_ERRNO: Record<number, DbErrorKind> = {
   1062: 'duplicate',
@@ -23,6 +23,10 @@ const MYSQL_ERRNO: Record<number, DbErrorKind> = {
   4025: 'check',
   1213: 'deadlock',
   1205: 'lock_timeout',
+  // "Failed to read auto-increment value from storage engine": the table's AUTO-INC lock was lost
+  // to a deadlock or a wait. No statement of this service should provoke it (see LedgerBulkService);
+  // a server under other load still can, and the unit of work is then safe to run again.
+  1467: 'autoinc_lock',
 };
 
 const SQLITE_CODES: Record<string, DbErrorKind> = {
@@ -279,7 +283,8 @@ export class QuotaDatabase implements OnModuleInit {
         return await run();
       } catch (err) {
         const kind = dbErrorKind(err);
-        const retryable = kind === 'deadlock' || (kind === 'lock_timeout' && retryLockTimeouts);
+        const retryable =
+          kind === 'deadlock' || kind === 'autoinc_lock' || (kind === 'lock_timeout' && retryLockTimeouts);
         if (!retryable || attempt >= retries) throw err;
         this.metrics.transactionRetries.inc({ kind });
         this.logger.debug({ kind, attempt }, 'retrying a quota transaction');

@@ -246,19 +246,22 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
         delta: number;
         balance_after: number;
         reason: string;
+        idempotency_key: string;
         config_id: unknown;
       }>(
-        `SELECT h.id, h.member_id, h.delta, h.balance_after, h.reason, c.id AS config_id
+        `SELECT h.id, h.member_id, h.delta, h.balance_after, h.reason, h.idempotency_key, c.id AS config_id
            FROM member_quota_history h
            JOIN members m ON m.id = h.member_id
            JOIN member_quota_config c ON c.membership_type = m.membership_type
           WHERE h.member_id = ? AND h.idempotency_key = ? AND h.actor = ?
-          ORDER BY h.id DESC LIMIT 1`,
+          ORDER BY h.id DESC`,
         [String(keys[0].member_id), request.key, request.scope],
       ),
     );
-    if (rows.length === 0) throw new Error('an idempotency key has no history row');
-    const row = rows[0];
+    // Keys are exact bytes (the claim is their SHA-256); MySQL's default collation would also
+    // match "Key-1" to "key-1" here, so the stored key is compared once more, exactly.
+    const row = rows.find((r) => r.idempotency_key === request.key);
+    if (!row) throw new Error('an idempotency key has no history row');
     return {
       historyId: String(row.id),
       memberId: String(row.member_id),

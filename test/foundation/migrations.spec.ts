@@ -49,6 +49,42 @@ describe(`migrations on ${testDriver}`, () => {
     expect(await dataSource.showMigrations()).toBe(false);
   });
 
+  it('external ids compare exactly; reverting that step restores the old comparison', async () => {
+    await dataSource.query("INSERT INTO member_quota_config (membership_type, max_quota) VALUES ('exact', 5)");
+    await dataSource.query(
+      "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('Case-1', 'exact', 1), ('case-1', 'exact', 1)",
+    );
+    expect(await dataSource.showMigrations()).toBe(false);
+    // Newest first: the operation-error rewrite (nothing to undo), then the exact external ids.
+    await dataSource.undoLastMigration();
+    if (testDriver === 'mysql') {
+      // A case-insensitive unique index cannot hold both: down() refuses rather than lose one.
+      await expect(dataSource.undoLastMigration()).rejects.toThrow();
+      await dataSource.query("DELETE FROM members WHERE external_id = 'case-1'");
+      await dataSource.undoLastMigration();
+      await expect(
+        dataSource.query(
+          "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('CASE-1', 'exact', 1)",
+        ),
+      ).rejects.toThrow();
+    } else {
+      await dataSource.undoLastMigration();
+    }
+    await dataSource.runMigrations();
+    expect(await dataSource.showMigrations()).toBe(false);
+    await dataSource.query(
+      "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('cASE-1', 'exact', 1)",
+    );
+    const rows = await dataSource.query<{ external_id: string }[]>(
+      "SELECT external_id FROM members WHERE membership_type = 'exact' ORDER BY external_id",
+    );
+    expect(rows.map((r) => r.external_id).sort()).toEqual(
+      (testDriver === 'mysql' ? ['Case-1', 'cASE-1'] : ['Case-1', 'case-1', 'cASE-1']).sort(),
+    );
+    await dataSource.query("DELETE FROM members WHERE membership_type = 'exact'");
+    await dataSource.query("DELETE FROM member_quota_config WHERE membership_type = 'exact'");
+  });
+
   it("creates the seed's indexes", async () => {
     const runner = dataSource.createQueryRunner();
     try {

@@ -1,5 +1,6 @@
 import { Operations1763900300000 } from './1763900300000-Operations';
+import { PublicOperationErrors1764900100000 } from './1764900100000-PublicOperationErrors';
 import type { MigrationClass } from './migration-class';
 
 /** Migrations of the jobs module (background operations). */
-export const JOBS_MIGRATIONS: MigrationClass[] = [Operations1763900300000];
+export const JOBS_MIGRATIONS: MigrationClass[] = [Operations1763900300000, PublicOperationErrors1764900100000];

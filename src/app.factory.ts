@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module';
 import { HttpMetrics } from './metrics/http-metrics';
 import { createAccessLog } from './common/access-log';
+import { registerBodyParsers } from './common/body-parsing';
 import { pathOf } from './common/http';
 import { PinoNestLogger } from './common/logging';
 import { ProblemDetailsFilter } from './common/problem-details.filter';
@@ -130,6 +131,7 @@ function configureHttp(app: NestFastifyApplication, config: AppConfig, logger: L
       maxAge: 600,
     });
   }
+  registerBodyParsers(app);
   app.setGlobalPrefix(API_PREFIX, { exclude: [{ path: 'metrics', method: RequestMethod.GET }] });
   app.useGlobalPipes(createValidationPipe());
 }

@@ -1,5 +1,6 @@
-import { ValidationPipe, type ValidationError } from '@nestjs/common';
-import { ValidationFailedError, type FieldError } from './app-error';
+import { ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
+import { AppError, ValidationFailedError, type FieldError } from './app-error';
+import { isEmptyBody } from './body-parsing';
 
 function flatten(errors: readonly ValidationError[], parent = ''): FieldError[] {
   return errors.flatMap((error) => {
@@ -14,11 +15,23 @@ function flatten(errors: readonly ValidationError[], parent = ''): FieldError[] 
  * assignment), values are converted to the DTO's types, failures become a 422 listing each field.
  */
 export function createValidationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new BodyValidationPipe({
     whitelist: true,
     forbidNonWhitelisted: true,
     transform: true,
     validationError: { target: false, value: false },
     exceptionFactory: (errors) => new ValidationFailedError(flatten(errors)),
   });
+}
+
+/** An empty body reaches only routes that take a body: for them it is not valid JSON. */
+class BodyValidationPipe extends ValidationPipe {
+  override transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.type === 'body' && isEmptyBody(value)) {
+      return Promise.reject(
+        new AppError('malformed_json', 'The request body is empty; this endpoint takes a JSON object.'),
+      );
+    }
+    return super.transform(value, metadata) as Promise<unknown>;
+  }
 }

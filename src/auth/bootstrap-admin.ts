@@ -4,7 +4,17 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
 import { UsersService } from './users.service';
 
-/** ADMIN_EMAIL + ADMIN_PASSWORD: the first admin of an automated install, created once. */
+/** How to get the first admin, for the start-up log of an install that has none. */
+export const NO_ADMIN_HINT =
+  'No admin user exists yet, so nobody can log in. Create one with ' +
+  '`npm run cli -- user:create --email you@example.com --role admin` (it asks for the password), ' +
+  'or set ADMIN_EMAIL and ADMIN_PASSWORD and restart; then POST /api/v1/auth/login.';
+
+/**
+ * ADMIN_EMAIL + ADMIN_PASSWORD: the first admin of an automated install, created once. Without
+ * them, a process that serves the API says at start-up how to create the first admin while none
+ * exists: a new user's first question after `npm start` is how to log in.
+ */
 @Injectable()
 export class BootstrapAdmin implements OnApplicationBootstrap {
   constructor(
@@ -15,7 +25,10 @@ export class BootstrapAdmin implements OnApplicationBootstrap {
 
   async onApplicationBootstrap(): Promise<void> {
     const admin = this.config.bootstrapAdmin;
-    if (!admin) return;
+    if (!admin) {
+      if (this.config.role !== 'worker') await this.hintWithoutAdmin();
+      return;
+    }
     try {
       const outcome = await this.users.ensureBootstrapAdmin(admin.email, admin.password);
       switch (outcome) {
@@ -32,6 +45,15 @@ export class BootstrapAdmin implements OnApplicationBootstrap {
     } catch (err) {
       // Not fatal: the service can still run, and an admin can be created with the CLI.
       this.logger.error({ err }, 'could not create the bootstrap admin (are migrations applied?)');
+    }
+  }
+
+  private async hintWithoutAdmin(): Promise<void> {
+    try {
+      if (!(await this.users.hasActiveAdmin())) this.logger.warn(NO_ADMIN_HINT);
+    } catch (err) {
+      // Before migrations ran (production applies them as a step of its own) there is no table yet.
+      this.logger.debug({ err }, 'could not check for an admin user');
     }
   }
 }

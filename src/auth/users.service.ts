@@ -189,6 +189,11 @@ export class UsersService {
     });
   }
 
+  /** Whether anyone can administer the service yet (an active admin exists). */
+  async hasActiveAdmin(): Promise<boolean> {
+    return this.users.existsBy({ role: 'admin', isActive: true });
+  }
+
   /**
    * ADMIN_EMAIL + ADMIN_PASSWORD at start-up: creates that admin once, only while no admin exists.
    * Two instances starting together race on the unique email; the loser sees `admin_exists`.

@@ -118,5 +118,6 @@ describe('bootstrap admin in the built service', () => {
     });
     await waitForOutput(service, 'bootstrap admin created');
     expect(service.output()).not.toContain(ADMIN.ADMIN_PASSWORD);
+    expect(service.output()).not.toContain('No admin user exists yet');
   });
 });

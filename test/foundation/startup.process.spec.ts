@@ -42,6 +42,9 @@ describe('the built service as a process', () => {
     await waitUntilReady(service);
     expect(existsSync(file)).toBe(true);
     await waitForOutput(service, /database: embedded SQLite at .*quota-test\.sqlite; background work: in-process jobs/);
+    // A new user's first question: how to log in.
+    await waitForOutput(service, 'No admin user exists yet');
+    expect(service.output()).toContain('npm run cli -- user:create --email you@example.com --role admin');
 
     // An in-flight request: headers sent, body still arriving when SIGTERM lands.
     const socket = connect(port, '127.0.0.1');

@@ -12,13 +12,13 @@
  * (warn), BENCH_KEEP_DB=1, and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
  */
 const { randomBytes } = require('node:crypto');
-const { readFileSync } = require('node:fs');
 const path = require('node:path');
 const mysql = require('mysql2/promise');
 const {
   ROOT,
   SERVICE_NODE_ARGS,
   dropDatabase,
+  peakRssMb,
   runBench,
   num,
   logger,
@@ -54,17 +54,6 @@ const TARGET_SPEEDUP = 25;
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 let database = null;
-
-/** Peak resident set size of a process (VmHWM), in MB; Linux only. */
-function peakRssMb(pid) {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const match = /VmHWM:\s+(\d+) kB/.exec(status);
-    return match ? Number(match[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 async function seedType(conn, type, count, balance) {
   await conn.query(
@@ -284,6 +273,7 @@ async function main() {
         `, worker peak RSS ${r.rss.toFixed(0)} MB (target < ${TARGET_RSS_MB}: ${r.rss < TARGET_RSS_MB ? 'met' : 'NOT met'})`,
     );
   }
+  out.push(`api process peak RSS over the whole run: ${peakRssMb(api.child.pid).toFixed(0)} MB`);
   out.push(`ledger after the runs: ${ledger.checked} members checked, ${Number(ledger.mismatches)} mismatches`);
   process.stdout.write(`${out.join('\n')}\n`);
 }

@@ -71,6 +71,17 @@ function processes() {
   return { children, start, runToCompletion, stopAll };
 }
 
+/** Peak resident set size of a process so far (VmHWM), in MB; NaN where /proc is not available. */
+function peakRssMb(pid) {
+  try {
+    const status = require('node:fs').readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /VmHWM:\s+(\d+) kB/.exec(status);
+    return match ? Number(match[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Drops the run's database, unless BENCH_KEEP_DB asked to keep it. */
 async function dropDatabase(settings, database, log) {
   if (!database) return;
@@ -114,6 +125,7 @@ module.exports = {
   PRODUCTION_NODE_ARGS,
   SERVICE_NODE_ARGS,
   dropDatabase,
+  peakRssMb,
   runBench,
   num,
   logger,

@@ -9,7 +9,9 @@
  * BENCH_POOL_SIZE (10, both servers), BENCH_THROTTLE_LIMIT (per-user rate limit of the service;
  * default 1000000 per minute: the limiter runs but does not refuse), BENCH_LOG_LEVEL (info),
  * BENCH_KEEP_DB=1, BENCH_SERVICE_NODE_ARGS (e.g. --cpu-prof), BENCH_ROLLUPS=off (the service without its
- * ledger tail processor, to see what the stats rollups cost), and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD, REDIS_HOST/REDIS_PORT.
+ * ledger tail processor, to see what the stats rollups cost), BENCH_SERVICE_ROLE (all; api measures the
+ * API process alone, as the api Deployment runs it), and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD,
+ * REDIS_HOST/REDIS_PORT. The service's peak RSS (VmHWM) is reported with the results.
  */
 const { randomBytes } = require('node:crypto');
 const path = require('node:path');
@@ -19,6 +21,7 @@ const {
   ROOT,
   SERVICE_NODE_ARGS,
   dropDatabase,
+  peakRssMb,
   runBench,
   num,
   logger,
@@ -43,6 +46,7 @@ const settings = {
   logLevel: env.BENCH_LOG_LEVEL || 'info',
   keepDb: env.BENCH_KEEP_DB === '1',
   rollups: env.BENCH_ROLLUPS !== 'off',
+  role: env.BENCH_SERVICE_ROLE || 'all',
   db: {
     host: env.DB_HOST || '127.0.0.1',
     port: num('DB_PORT', 3306),
@@ -186,6 +190,7 @@ async function main() {
     REDIS_PREFIX: `bench-${database}`,
     JWT_SECRET: randomBytes(48).toString('base64url'),
     THROTTLE_LIMIT: settings.throttleLimit,
+    APP_ROLE: settings.role,
     ...(settings.rollups ? {} : { QUOTA_ANALYTICS_INTERVAL_MS: '0' }),
   };
 
@@ -268,6 +273,7 @@ async function main() {
     }
   }
 
+  const serviceRssMb = peakRssMb(service.child.pid);
   const [[ledger]] = await admin.query(
     `SELECT COUNT(*) AS checked, COALESCE(SUM(m.quota_balance <> COALESCE(s.total, 0)), 0) AS mismatches
        FROM members m LEFT JOIN (SELECT member_id, SUM(delta) AS total FROM member_quota_history GROUP BY member_id) s
@@ -283,7 +289,7 @@ async function main() {
   out.push(
     `quota-service benchmark: ${settings.connections} connections, ${settings.duration} s per run, ${settings.members} members, ` +
       `pool ${settings.poolSize}, ${settings.rounds} round(s), throttle limit ${settings.throttleLimit}, log level ${settings.logLevel}, ` +
-      `stats rollups ${settings.rollups ? 'on' : 'off'}`,
+      `stats rollups ${settings.rollups ? 'on' : 'off'}, service role ${settings.role}`,
   );
   out.push('');
   out.push(table(rows.map((r) => ({ ...r, scenario: settings.rounds > 1 ? `${r.scenario}#${r.round}` : r.scenario }))));
@@ -299,6 +305,7 @@ async function main() {
         `service non-2xx other than 409: ${s.otherNon2xx + s.errors}`,
     );
   }
+  out.push(`service (APP_ROLE=${settings.role}) peak RSS over the whole run: ${serviceRssMb.toFixed(0)} MB`);
   out.push(`ledger after the runs: ${ledger.checked} members checked, ${Number(ledger.mismatches)} mismatches`);
   process.stdout.write(`${out.join('\n')}\n`);
 }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { FreshReads } from '../common/fresh-reads';
 import { ROOT_LOGGER } from '../common/logger.token';
 import type { AppConfig } from '../config/app-config';
+import { tlsConnectOptions } from '../config/tls';
 
 /** A cache call that takes longer than this is treated as a miss: stats never wait on a sick Redis. */
 const CACHE_TIMEOUT_MS = 250;
@@ -21,7 +22,13 @@ export function statsCacheOptions(config: AppConfig, logger: Logger): CacheModul
   const redis = config.redis;
   const keyv = createKeyv(
     {
-      socket: { host: redis.host, port: redis.port, connectTimeout: 1000, reconnectStrategy: false },
+      socket: {
+        host: redis.host,
+        port: redis.port,
+        connectTimeout: 1000,
+        reconnectStrategy: false,
+        ...(redis.tls ? { tls: true as const, ...tlsConnectOptions(redis.tls) } : {}),
+      },
       password: redis.password,
       database: redis.db,
       disableOfflineQueue: true,

@@ -1,6 +1,23 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, loadConfig } from './app-config';
 
 const STRONG_SECRET = 'Zx8#kq2!Lm9@Vb4$Np7%Rt1^Wy6&Hs3*Jd5(Gf0)';
+
+/** A self-signed P-256 CA certificate (parsing only; nothing connects with it). */
+const CA_PEM = `-----BEGIN CERTIFICATE-----
+MIIBoDCCAUegAwIBAgIUdzJT4JwjwCgEiJQJvn9icXFwxgQwCgYIKoZIzj0EAwIw
+HTEbMBkGA1UEAwwSUXVvdGEgdW5pdCB0ZXN0IENBMCAXDTI2MTIwNjAxNDIwM1oY
+DzIxMjYxMTEyMDE0MjAzWjAdMRswGQYDVQQDDBJRdW90YSB1bml0IHRlc3QgQ0Ew
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATVoBlLPbe+SNiB+WGZVp1gt1fOg8yX
+5N/xWPVGHN6V0vL739ufSagZgDeJOx1uJKGi7pWNBcad0xRoySuPjewco2MwYTAd
+BgNVHQ4EFgQUOQiNpy5nlAQW0iYDwpWGea1BGlYwHwYDVR0jBBgwFoAUOQiNpy5n
+lAQW0iYDwpWGea1BGlYwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYw
+CgYIKoZIzj0EAwIDRwAwRAIgAQzwhfFhhJKAfK4eAu2ThuclaE/dLcsU45/PZJKe
+14sCIH8dS8yhilS7H7L3gs7B2twg88YxAkDBwtRTRz7Fr7rI
+-----END CERTIFICATE-----
+`;
 
 function expectConfigError(env: Record<string, string>, variable: string, fragment?: RegExp): void {
   let caught: unknown;
@@ -157,6 +174,119 @@ describe('loadConfig', () => {
     [{ LOGIN_LOCK_DURATION: '2d' }, 'LOGIN_LOCK_DURATION', /duration/],
   ])('refuses %j, naming %s', (env, variable, fragment) => {
     expectConfigError(env, variable, fragment);
+  });
+
+  describe('encrypted connections (DB_SSL*, REDIS_TLS*)', () => {
+    const mysql = { DB_CONNECTION: 'mysql' };
+    const redis = { REDIS_HOST: 'cache.internal' };
+    const production = {
+      APP_ENV: 'production',
+      JWT_SECRET: STRONG_SECRET,
+      DB_CONNECTION: 'mysql',
+      DB_HOST: 'db.internal',
+      DB_DATABASE: 'quota',
+      DB_USERNAME: 'quota',
+    };
+    let dir: string;
+    let caFile: string;
+
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'quota-config-tls-'));
+      caFile = join(dir, 'ca.pem');
+      writeFileSync(caFile, CA_PEM);
+      writeFileSync(
+        join(dir, 'key.pem'),
+        '-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n',
+      );
+      writeFileSync(
+        join(dir, 'garbled.pem'),
+        '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n',
+      );
+    });
+    afterAll(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('are plain unless asked for', () => {
+      const config = loadConfig({ ...mysql, ...redis });
+      expect(config.database.kind === 'mysql' && config.database.tls).toBeUndefined();
+      expect(config.redis?.tls).toBeUndefined();
+      expect(loadConfig({ ...mysql, ...redis, DB_SSL: 'false', REDIS_TLS: 'false' }).redis?.tls).toBeUndefined();
+    });
+
+    it('DB_SSL=true and REDIS_TLS=true verify against the built-in CAs', () => {
+      const config = loadConfig({ ...mysql, ...redis, DB_SSL: 'true', REDIS_TLS: 'true' });
+      const verified = { ca: undefined, caFile: undefined, rejectUnauthorized: true };
+      expect(config.database).toMatchObject({ kind: 'mysql', tls: verified });
+      expect(config.redis?.tls).toEqual(verified);
+    });
+
+    it('reads the CA files at start-up; a CA alone switches TLS on', () => {
+      const config = loadConfig({ ...mysql, ...redis, DB_SSL: 'true', DB_SSL_CA: caFile, REDIS_TLS_CA: caFile });
+      const withCa = { ca: CA_PEM, caFile, rejectUnauthorized: true };
+      expect(config.database).toMatchObject({ tls: withCa });
+      expect(config.redis?.tls).toEqual(withCa);
+    });
+
+    it('works in production with verification on', () => {
+      const config = loadConfig({ ...production, ...redis, DB_SSL_CA: caFile, REDIS_TLS: 'true' });
+      expect(config.database).toMatchObject({ tls: { ca: CA_PEM, rejectUnauthorized: true } });
+      expect(config.redis?.tls).toMatchObject({ rejectUnauthorized: true });
+    });
+
+    it('lets development switch certificate verification off, never production', () => {
+      const config = loadConfig({
+        ...mysql,
+        ...redis,
+        DB_SSL: 'true',
+        DB_SSL_REJECT_UNAUTHORIZED: 'false',
+        REDIS_TLS: 'true',
+        REDIS_TLS_REJECT_UNAUTHORIZED: 'false',
+      });
+      expect(config.database).toMatchObject({ tls: { rejectUnauthorized: false } });
+      expect(config.redis?.tls).toMatchObject({ rejectUnauthorized: false });
+      expectConfigError(
+        { ...production, DB_SSL: 'true', DB_SSL_REJECT_UNAUTHORIZED: 'false' },
+        'DB_SSL_REJECT_UNAUTHORIZED',
+        /refused in production.*DB_SSL_CA/,
+      );
+      expectConfigError(
+        { ...production, ...redis, REDIS_TLS: 'true', REDIS_TLS_REJECT_UNAUTHORIZED: 'false' },
+        'REDIS_TLS_REJECT_UNAUTHORIZED',
+        /refused in production.*REDIS_TLS_CA/,
+      );
+      expect(loadConfig({ ...production, DB_SSL: 'true', DB_SSL_REJECT_UNAUTHORIZED: 'true' }).database).toMatchObject({
+        tls: { rejectUnauthorized: true },
+      });
+    });
+
+    it.each([
+      [{ DB_SSL: 'yes please' }, 'DB_SSL', /true or false/],
+      [{ DB_SSL: 'true', DB_SSL_REJECT_UNAUTHORIZED: 'nope' }, 'DB_SSL_REJECT_UNAUTHORIZED', /true or false/],
+      [{ DB_SSL: 'false', DB_SSL_CA: '/etc/ssl/ca.pem' }, 'DB_SSL_CA', /DB_SSL=false/],
+      [{ DB_SSL_REJECT_UNAUTHORIZED: 'false' }, 'DB_SSL_REJECT_UNAUTHORIZED', /unless DB_SSL=true/],
+      [{ DB_SSL_CA: '/nonexistent/quota-ca.pem' }, 'DB_SSL_CA', /cannot read .*\/nonexistent\/quota-ca\.pem.*ENOENT/],
+      [{ REDIS_TLS: 'on-ish' }, 'REDIS_TLS', /true or false/],
+      [{ REDIS_TLS: 'false', REDIS_TLS_CA: '/etc/ssl/ca.pem' }, 'REDIS_TLS_CA', /REDIS_TLS=false/],
+      [{ REDIS_TLS_REJECT_UNAUTHORIZED: 'false' }, 'REDIS_TLS_REJECT_UNAUTHORIZED', /unless REDIS_TLS=true/],
+      [{ REDIS_TLS_CA: '/nonexistent/quota-ca.pem' }, 'REDIS_TLS_CA', /ENOENT/],
+    ])('refuses %j, naming %s', (env, variable, fragment) => {
+      expectConfigError({ ...mysql, ...redis, ...env }, variable, fragment);
+    });
+
+    it('refuses a CA path that is a directory, a key, or not a certificate', () => {
+      expectConfigError({ ...mysql, DB_SSL_CA: dir }, 'DB_SSL_CA', /EISDIR/);
+      expectConfigError({ ...mysql, DB_SSL_CA: join(dir, 'key.pem') }, 'DB_SSL_CA', /no PEM certificate/);
+      expectConfigError({ ...mysql, DB_SSL_CA: join(dir, 'garbled.pem') }, 'DB_SSL_CA', /cannot be parsed/);
+      expectConfigError({ ...redis, REDIS_TLS_CA: join(dir, 'key.pem') }, 'REDIS_TLS_CA', /no PEM certificate/);
+    });
+
+    it('refuses TLS settings for a connection that does not exist', () => {
+      expectConfigError({ DB_SSL: 'true' }, 'DB_SSL', /MySQL only/);
+      expectConfigError({ DB_SSL_CA: caFile }, 'DB_SSL_CA', /MySQL only/);
+      expectConfigError({ REDIS_TLS: 'true' }, 'REDIS_TLS', /REDIS_HOST/);
+      expectConfigError({ REDIS_TLS_CA: caFile }, 'REDIS_TLS_CA', /REDIS_HOST/);
+    });
   });
 
   describe('in production', () => {

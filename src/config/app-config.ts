@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { parseByteSize, parseDuration } from './units';
 
 export class ConfigError extends Error {
@@ -19,6 +20,16 @@ export interface EmbeddedDatabaseConfig {
   readonly path: string;
 }
 
+/** TLS for a connection to MySQL (DB_SSL*) or Redis (REDIS_TLS*); absent means plain TCP. */
+export interface TlsConfig {
+  /** PEM text of the authorities to trust instead of Node's built-in list, read from the file at start-up. */
+  readonly ca: string | undefined;
+  /** The file the CA came from, for the start-up line (a path, never the certificate). */
+  readonly caFile: string | undefined;
+  /** False (development only) encrypts without checking who answers. */
+  readonly rejectUnauthorized: boolean;
+}
+
 export interface MysqlDatabaseConfig {
   readonly kind: 'mysql';
   readonly host: string;
@@ -27,6 +38,7 @@ export interface MysqlDatabaseConfig {
   readonly username: string;
   readonly password: string;
   readonly poolSize: number;
+  readonly tls: TlsConfig | undefined;
 }
 
 export type DatabaseConfig = EmbeddedDatabaseConfig | MysqlDatabaseConfig;
@@ -38,6 +50,7 @@ export interface RedisConfig {
   readonly db: number;
   /** Namespace for every key this deployment writes, so several deployments can share one Redis. */
   readonly prefix: string;
+  readonly tls: TlsConfig | undefined;
 }
 
 export interface AnomalyConfig {
@@ -207,9 +220,99 @@ class EnvReader {
   }
 }
 
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * The CA file is read once here, so a wrong path stops the process at start-up with the variable's
+ * name instead of failing every connection later with a driver message.
+ */
+function readCaFile(variable: string, path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new ConfigError(variable, `cannot read the CA file "${path}" (${code})`);
+  }
+  const certificates = pem.match(PEM_CERTIFICATE);
+  if (!certificates) {
+    throw new ConfigError(variable, `"${path}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  for (const certificate of certificates) {
+    try {
+      new X509Certificate(certificate);
+    } catch {
+      throw new ConfigError(variable, `"${path}" holds a certificate that cannot be parsed`);
+    }
+  }
+  return pem;
+}
+
+interface TlsVariables {
+  readonly enabled: string;
+  readonly ca: string;
+  readonly rejectUnauthorized: string;
+}
+
+/**
+ * TLS is on with `<enabled>=true`, or when only the CA is named: a CA means nothing without TLS, and
+ * silently connecting in plain text would be the dangerous reading of that setting. Contradictions
+ * (`<enabled>=false` with a CA, or switching verification off while TLS is off) are refused.
+ * Turning verification off is refused in production, where it would let anyone on the path answer.
+ */
+function readTls(read: EnvReader, names: TlsVariables, isProduction: boolean): TlsConfig | undefined {
+  const explicit = read.raw(names.enabled) === undefined ? undefined : read.boolean(names.enabled, false);
+  const caFile = read.raw(names.ca);
+  const rejectUnauthorized = read.boolean(names.rejectUnauthorized, true);
+  if (!rejectUnauthorized && isProduction) {
+    throw new ConfigError(
+      names.rejectUnauthorized,
+      `is refused in production: it accepts any certificate; name the server's CA in ${names.ca} instead`,
+    );
+  }
+  if (explicit === false && caFile !== undefined) {
+    throw new ConfigError(
+      names.ca,
+      `is set but ${names.enabled}=false; set ${names.enabled}=true or remove ${names.ca}`,
+    );
+  }
+  const enabled = explicit ?? caFile !== undefined;
+  if (!enabled) {
+    if (!rejectUnauthorized) {
+      throw new ConfigError(names.rejectUnauthorized, `has no effect unless ${names.enabled}=true`);
+    }
+    return undefined;
+  }
+  return {
+    ca: caFile === undefined ? undefined : readCaFile(names.ca, caFile),
+    caFile,
+    rejectUnauthorized,
+  };
+}
+
+const DB_TLS: TlsVariables = {
+  enabled: 'DB_SSL',
+  ca: 'DB_SSL_CA',
+  rejectUnauthorized: 'DB_SSL_REJECT_UNAUTHORIZED',
+};
+const REDIS_TLS: TlsVariables = {
+  enabled: 'REDIS_TLS',
+  ca: 'REDIS_TLS_CA',
+  rejectUnauthorized: 'REDIS_TLS_REJECT_UNAUTHORIZED',
+};
+
+/** The variable that switched TLS on, for a refusal that names it. */
+function tlsSwitch(read: EnvReader, names: TlsVariables): string {
+  return read.raw(names.enabled) === undefined ? names.ca : names.enabled;
+}
+
 function readDatabase(read: EnvReader, isProduction: boolean): DatabaseConfig {
   const connection = read.oneOf('DB_CONNECTION', ['mysql', 'mariadb', 'sqlite'], 'sqlite');
+  const tls = readTls(read, DB_TLS, isProduction);
   if (connection === 'sqlite') {
+    if (tls) {
+      throw new ConfigError(tlsSwitch(read, DB_TLS), 'applies to MySQL only; set DB_CONNECTION=mysql');
+    }
     return { kind: 'sqlite', path: read.string('DB_DATABASE', 'data/quota.sqlite') };
   }
   const needed = (name: string, fallback: string): string =>
@@ -222,12 +325,17 @@ function readDatabase(read: EnvReader, isProduction: boolean): DatabaseConfig {
     username: needed('DB_USERNAME', 'root'),
     password: read.raw('DB_PASSWORD') ?? '',
     poolSize: read.integer('DB_POOL_SIZE', 10, 1, 500),
+    tls,
   };
 }
 
-function readRedis(read: EnvReader): RedisConfig | undefined {
+function readRedis(read: EnvReader, isProduction: boolean): RedisConfig | undefined {
   const host = read.raw('REDIS_HOST');
-  if (host === undefined) return undefined;
+  const tls = readTls(read, REDIS_TLS, isProduction);
+  if (host === undefined) {
+    if (tls) throw new ConfigError(tlsSwitch(read, REDIS_TLS), 'has no effect without REDIS_HOST');
+    return undefined;
+  }
   const prefix = read.string('REDIS_PREFIX', 'quota');
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
     throw new ConfigError('REDIS_PREFIX', 'must be 1-64 characters of letters, digits, "_", ".", ":" or "-"');
@@ -238,6 +346,7 @@ function readRedis(read: EnvReader): RedisConfig | undefined {
     password: read.raw('REDIS_PASSWORD'),
     db: read.integer('REDIS_DB', 0, 0, 15),
     prefix,
+    tls,
   };
 }
 
@@ -410,7 +519,7 @@ export function loadConfig(
     ),
     database,
     migrationsRun: read.boolean('DB_MIGRATE_ON_START', database.kind === 'sqlite' || !isProduction),
-    redis: readRedis(read),
+    redis: readRedis(read, isProduction),
     jwt: readJwt(read, isProduction, randomSecret),
     corsOrigins: readCorsOrigins(read),
     trustProxyHops: readTrustProxy(read),

@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import * as mysql2 from 'mysql2';
 import type { DataSourceOptions } from 'typeorm';
 import type { DatabaseConfig } from '../config/app-config';
+import { mysqlSslOptions } from '../config/tls';
 import { ENTITIES } from './entities';
 import { MIGRATIONS } from './migrations';
 
@@ -13,6 +15,33 @@ import { MIGRATIONS } from './migrations';
 const SESSION_SETUP_SQL =
   "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_ZERO_DATE,NO_ZERO_IN_DATE', time_zone = '+00:00'";
 
+/**
+ * Node's certificate errors ("self-signed certificate in certificate chain") name neither the
+ * connection nor the setting to look at; the service's start-up line and the CLI print this
+ * message as it is, so it says both. Connections that did come up are not touched.
+ */
+function explainTlsFailure(err: NodeJS.ErrnoException, host: string | undefined): NodeJS.ErrnoException {
+  const original = err.message;
+  if (original.startsWith('MySQL TLS')) return err;
+  if (err.code === 'HANDSHAKE_SSL_ERROR') {
+    // mysql2 sends no server name for an address, and Node then checks the certificate for "localhost".
+    const hint =
+      host !== undefined && isIP(host) !== 0 && /altnames/.test(original)
+        ? `DB_HOST is an IP address, which the MySQL client checks as the name "localhost"; set DB_HOST to a name the certificate lists`
+        : "DB_SSL_CA must name the authority that signed the server's certificate, and DB_HOST a name in it";
+    err.message = `MySQL TLS handshake failed: ${original} (${hint})`;
+  } else if (err.code === 'HANDSHAKE_NO_SSL_SUPPORT') {
+    err.message = 'MySQL TLS: the server does not offer TLS; with DB_SSL=true the service never connects in plain text';
+  } else {
+    return err;
+  }
+  // Printers such as the TypeORM CLI show the stack, whose first line was written with the old message.
+  if (err.stack) err.stack = err.stack.replace(original, err.message);
+  return err;
+}
+
+type GetConnection = (callback: (err: NodeJS.ErrnoException | null, connection: mysql2.PoolConnection) => void) => void;
+
 const strictMysql2 = {
   ...mysql2,
   createPool(options: mysql2.PoolOptions) {
@@ -20,6 +49,12 @@ const strictMysql2 = {
     pool.on('connection', (connection) => {
       connection.query(SESSION_SETUP_SQL);
     });
+    if (options.ssl) {
+      // Every pool user (TypeORM's start-up check, queries, directQuery) asks through getConnection.
+      const getConnection = (pool.getConnection as GetConnection).bind(pool);
+      (pool as { getConnection: GetConnection }).getConnection = (callback) =>
+        getConnection((err, connection) => callback(err && explainTlsFailure(err, options.host), connection));
+    }
     return pool;
   },
 };
@@ -64,6 +99,9 @@ export function buildDataSourceOptions(database: DatabaseConfig, migrationsRun: 
     bigNumberStrings: true,
     poolSize: database.poolSize,
     connectTimeout: 3000,
+    // With DB_SSL every pooled connection is TLS with the certificate verified; mysql2 never falls
+    // back to plain text when the server offers no TLS, it refuses to connect.
+    ssl: database.tls ? mysqlSslOptions(database.tls) : undefined,
     // The consume path sends its whole transaction as one query (QuotaDatabase.batch). Every
     // value travels as an escaped `?` parameter, never spliced into SQL text.
     multipleStatements: true,

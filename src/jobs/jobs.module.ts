@@ -1,6 +1,7 @@
 import { BullModule } from '@nestjs/bullmq';
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config';
+import { tlsConnectOptions } from '../config/tls';
 import { QuotaModule } from '../quota/quota.module';
 import { JobsClock } from './clock';
 import { OPERATIONS_QUEUE } from './jobs.constants';
@@ -42,7 +43,13 @@ export class JobsModule {
         ...(redis
           ? [
               BullModule.forRoot({
-                connection: { host: redis.host, port: redis.port, password: redis.password, db: redis.db },
+                connection: {
+                  host: redis.host,
+                  port: redis.port,
+                  password: redis.password,
+                  db: redis.db,
+                  tls: redis.tls ? tlsConnectOptions(redis.tls) : undefined,
+                },
                 prefix: `{${redis.prefix}}`,
               }),
               BullModule.registerQueue({ name: OPERATIONS_QUEUE }),

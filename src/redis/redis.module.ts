@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppConfig, type RedisConfig } from '../config/app-config';
 import { ROOT_LOGGER } from '../common/logger.token';
+import { tlsConnectOptions } from '../config/tls';
 
 export function createRedisClient(config: RedisConfig, logger: Logger, name: string): Redis {
   const client = new Redis({
@@ -10,6 +11,7 @@ export function createRedisClient(config: RedisConfig, logger: Logger, name: str
     port: config.port,
     password: config.password,
     db: config.db,
+    tls: config.tls ? tlsConnectOptions(config.tls) : undefined,
     connectionName: `quota-service:${name}`,
     connectTimeout: 2000,
     // Fail fast while Redis is away instead of queueing: callers decide how to degrade.

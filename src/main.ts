@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { createApp } from './app.factory';
+import { BootstrapAdmin } from './auth/bootstrap-admin';
 import { createRootLogger, flushLogs } from './common/logging';
 import { AppConfig, ConfigError } from './config/app-config';
 import { loadConfigFromProcess } from './config/config.module';
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
   installShutdown(app, config, logger);
   await app.listen(config.port, config.host);
   logger.info({ port: config.port, host: config.host }, `listening on http://${config.host}:${config.port}`);
+  await app.get(BootstrapAdmin).hintWhenNoAdmin();
 }
 
 main().catch((err: unknown) => {

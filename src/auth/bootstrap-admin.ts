@@ -12,8 +12,8 @@ export const NO_ADMIN_HINT =
 
 /**
  * ADMIN_EMAIL + ADMIN_PASSWORD: the first admin of an automated install, created once. Without
- * them, a process that serves the API says at start-up how to create the first admin while none
- * exists: a new user's first question after `npm start` is how to log in.
+ * them, the process says once it listens how to create the first admin while none exists: a new
+ * user's first question after `npm start` is how to log in.
  */
 @Injectable()
 export class BootstrapAdmin implements OnApplicationBootstrap {
@@ -25,10 +25,7 @@ export class BootstrapAdmin implements OnApplicationBootstrap {
 
   async onApplicationBootstrap(): Promise<void> {
     const admin = this.config.bootstrapAdmin;
-    if (!admin) {
-      if (this.config.role !== 'worker') await this.hintWithoutAdmin();
-      return;
-    }
+    if (!admin) return;
     try {
       const outcome = await this.users.ensureBootstrapAdmin(admin.email, admin.password);
       switch (outcome) {
@@ -48,7 +45,9 @@ export class BootstrapAdmin implements OnApplicationBootstrap {
     }
   }
 
-  private async hintWithoutAdmin(): Promise<void> {
+  /** Logs how to create the first admin when there is none (processes that serve the API only). */
+  async hintWhenNoAdmin(): Promise<void> {
+    if (this.config.role === 'worker') return;
     try {
       if (!(await this.users.hasActiveAdmin())) this.logger.warn(NO_ADMIN_HINT);
     } catch (err) {

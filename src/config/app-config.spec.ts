@@ -148,6 +148,12 @@ describe('loadConfig', () => {
     expect(loadConfig({ LOG_LEVEL: 'critical' }).logLevel).toBe('fatal');
   });
 
+  it('picks the log format by the terminal unless LOG_FORMAT says json or pretty', () => {
+    expect(loadConfig({}).logFormat).toBe('auto');
+    expect(loadConfig({ LOG_FORMAT: 'json' }).logFormat).toBe('json');
+    expect(loadConfig({ LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
+  });
+
   it.each([
     [{ PORT: 'abc' }, 'PORT', /whole number/],
     [{ PORT: '70000' }, 'PORT', /between/],
@@ -156,6 +162,7 @@ describe('loadConfig', () => {
     [{ APP_ROLE: 'scheduler' }, 'APP_ROLE', /api, worker, all/],
     [{ APP_DEBUG: 'maybe' }, 'APP_DEBUG', /true or false/],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', undefined],
+    [{ LOG_FORMAT: 'xml' }, 'LOG_FORMAT', /auto, json, pretty/],
     [{ TRUST_PROXY: 'true' }, 'TRUST_PROXY', /hops/],
     [{ TRUST_PROXY: '-1' }, 'TRUST_PROXY', /hops/],
     [{ QUOTA_TIMEZONE: 'Mars/Olympus' }, 'QUOTA_TIMEZONE', /IANA/],

@@ -14,6 +14,8 @@ export class ConfigError extends Error {
 
 export type AppRole = 'api' | 'worker' | 'all';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `auto`: readable lines when standard output is a terminal, JSON lines otherwise. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export interface EmbeddedDatabaseConfig {
   readonly kind: 'sqlite';
@@ -94,6 +96,7 @@ export class AppConfig {
   readonly port!: number;
   readonly role!: AppRole;
   readonly logLevel!: LogLevel;
+  readonly logFormat!: LogFormat;
   readonly database!: DatabaseConfig;
   /** Apply pending migrations at start-up (embedded default, and any non-production env). */
   readonly migrationsRun!: boolean;
@@ -517,6 +520,7 @@ export function loadConfig(
       (v) => LOG_LEVELS[v.toLowerCase()],
       `one of ${Object.keys(LOG_LEVELS).join(', ')}`,
     ),
+    logFormat: read.oneOf('LOG_FORMAT', ['auto', 'json', 'pretty'], 'auto'),
     database,
     migrationsRun: read.boolean('DB_MIGRATE_ON_START', database.kind === 'sqlite' || !isProduction),
     redis: readRedis(read, isProduction),

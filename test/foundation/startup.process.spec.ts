@@ -2,7 +2,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, spawnService, waitForOutput, waitUntilReady } from '../support/service-process';
+import {
+  BUILT_MAIN,
+  freePort,
+  spawnProcess,
+  spawnService,
+  waitForOutput,
+  waitUntilReady,
+} from '../support/service-process';
 import { TEST_JWT_SECRET } from '../support/test-app';
 
 describe('the built service as a process', () => {
@@ -71,5 +78,43 @@ describe('the built service as a process', () => {
     expect(response).toMatch(/^HTTP\/1\.1 404 /);
     expect(response).toContain('application/problem+json');
     expect(service.output()).toContain('shutdown complete');
+    // Standard output is a pipe here, as under a log collector: every line is one JSON object.
+    for (const line of service.output().trim().split('\n')) {
+      expect(() => JSON.parse(line) as unknown).not.toThrow();
+    }
+  });
+
+  it('writes readable lines, not JSON, when standard output is a terminal', async () => {
+    const port = await freePort();
+    const env = {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DB_DATABASE: join(workDir, 'quota-test.sqlite'),
+      JWT_SECRET: TEST_JWT_SECRET,
+    };
+    // `script` runs the service on a pseudo-terminal, as `npm start` in a shell would.
+    const command = `exec ${process.execPath} ${BUILT_MAIN}`;
+    const service = spawnProcess(
+      'script',
+      ['--quiet', '--flush', '--return', '--command', command, '/dev/null'],
+      env,
+      port,
+    );
+    try {
+      await waitUntilReady(service);
+      await waitForOutput(service, 'No admin user exists yet');
+      const lines = service
+        .output()
+        .split(/\r?\n/)
+        .filter((line) => line.includes('listening on'));
+      expect(lines).toHaveLength(1);
+      // eslint-disable-next-line no-control-regex -- colours are escape sequences
+      const plain = lines[0].replace(/\u001b\[[0-9;]*m/g, '');
+      expect(plain).toMatch(/^\[\d{2}:\d{2}:\d{2}\.\d{3}\] INFO: listening on http:\/\/127\.0\.0\.1:/);
+      expect(() => JSON.parse(plain) as unknown).toThrow();
+    } finally {
+      service.child.kill('SIGTERM');
+      await service.exited();
+    }
   });
 });

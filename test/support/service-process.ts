@@ -24,8 +24,18 @@ export interface ServiceProcess {
 
 /** Runs the built service as production would, with only the given environment. */
 export function spawnService(env: Record<string, string>): ServiceProcess {
+  return spawnProcess(process.execPath, [BUILT_MAIN], env, Number(env.PORT));
+}
+
+/** A command that runs the service (e.g. under a pseudo-terminal), with only the given environment. */
+export function spawnProcess(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  port: number,
+): ServiceProcess {
   let output = '';
-  const child = spawn(process.execPath, [BUILT_MAIN], {
+  const child = spawn(command, args, {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -34,7 +44,7 @@ export function spawnService(env: Record<string, string>): ServiceProcess {
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
-    baseUrl: `http://127.0.0.1:${env.PORT}`,
+    baseUrl: `http://127.0.0.1:${port}`,
     output: () => output,
     exited: () => exit,
   };

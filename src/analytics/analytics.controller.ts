@@ -19,7 +19,16 @@ export class AnalyticsController {
     description:
       'Members, balances, utilisation, consumption and ledger rows per reason in the window. Cached for QUOTA_STATS_TTL seconds per normalised filter; fresh=true recomputes.',
   })
-  @ApiOkResponse({ type: StatsResponse, description: 'X-Cache: HIT or MISS says whether it came from the cache.' })
+  @ApiOkResponse({
+    type: StatsResponse,
+    description: 'X-Cache: HIT or MISS says whether it came from the cache.',
+    headers: {
+      'X-Cache': {
+        description: '`HIT` when the answer came from the cache, `MISS` when it was computed.',
+        schema: { type: 'string', enum: ['HIT', 'MISS'] },
+      },
+    },
+  })
   async stats(@Query() query: StatsQuery, @Res({ passthrough: true }) res: HttpReply) {
     const answer = await this.analytics.getStats(query);
     const meta = {

@@ -29,7 +29,7 @@ export class StatsQuery {
   @IsISO8601(ISO, { message: 'to must be an ISO-8601 timestamp' })
   to?: string;
 
-  @ApiPropertyOptional({ type: Boolean, description: 'true: recompute and refresh the cache.' })
+  @ApiPropertyOptional({ type: Boolean, default: false, description: 'true: recompute and refresh the cache.' })
   @Absentable()
   @QueryBoolean()
   @IsBoolean({ message: 'fresh must be true or false' })

@@ -112,7 +112,7 @@ export class OperationsController {
       'Cancel an operation: a queued one at once, a running one between chunks (409 operation_finished when done)',
   })
   @ApiDataResponse(OperationSchema, { status: 202, description: 'Cancelled, or asked to stop' })
-  @ApiProblems('not_found', 'conflict')
+  @ApiProblems('not_found', 'operation_finished')
   async cancel(
     @NoQuery() _query: undefined,
     @CurrentPrincipal() caller: Principal,

@@ -1,5 +1,5 @@
 import { Controller, Get, Headers, Res } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { SkipThrottle } from '@nestjs/throttler';
 import type { HttpReply } from '../common/http';
 import { timingSafeEqual } from 'node:crypto';
@@ -7,6 +7,7 @@ import { Public } from '../auth/decorators';
 import { AppError } from '../common/app-error';
 import { AppConfig } from '../config/app-config';
 import { MetricsRegistry } from './metrics-registry';
+import { METRICS_TOKEN_SCHEME } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
 
 function sameSecret(given: string, expected: string): boolean {
@@ -31,6 +32,7 @@ export class MetricsController {
     summary: 'Prometheus metrics (text exposition format)',
     description: 'When METRICS_TOKEN is set, send `Authorization: Bearer <METRICS_TOKEN>`; otherwise open.',
   })
+  @ApiSecurity(METRICS_TOKEN_SCHEME)
   @ApiProduces('text/plain')
   @ApiOkResponse({ schema: { type: 'string' }, description: 'Prometheus text format 0.0.4' })
   @ApiProblems('unauthorized')

@@ -5,14 +5,20 @@ import {
   ApiResponse,
   getSchemaPath,
   type HeaderObject,
+  type ReferenceObject,
   type SchemaObject,
 } from '@nestjs/swagger';
 import { BatchMetaSchema, CursorMetaSchema, PageMetaSchema } from './schemas';
+
+/** The optional bearer token of GET /metrics (METRICS_TOKEN). */
+export const METRICS_TOKEN_SCHEME = 'metrics_token';
 
 export interface DataResponseOptions {
   readonly status?: number;
   readonly description?: string;
   readonly headers?: Record<string, HeaderObject>;
+  /** A `meta` object some answers of a `{"data": ...}` endpoint carry beside `data`. */
+  readonly optionalMeta?: Type<unknown>;
 }
 
 /** Sent on every answer of the consumption API (balance, consume, refund). */
@@ -32,9 +38,17 @@ export const REPLAY_HEADER: Record<string, HeaderObject> = {
   },
 };
 
-function envelope(model: Type<unknown>, shape: 'one' | 'page' | 'cursor' | 'batch'): SchemaObject {
+function envelope(
+  model: Type<unknown>,
+  shape: 'one' | 'page' | 'cursor' | 'batch',
+  optionalMeta?: Type<unknown>,
+): SchemaObject {
   const ref = { $ref: getSchemaPath(model) };
-  if (shape === 'one') return { type: 'object', required: ['data'], properties: { data: ref } };
+  if (shape === 'one') {
+    const properties: Record<string, ReferenceObject> = { data: ref };
+    if (optionalMeta) properties.meta = { $ref: getSchemaPath(optionalMeta) };
+    return { type: 'object', required: ['data'], properties };
+  }
   const meta = { page: PageMetaSchema, cursor: CursorMetaSchema, batch: BatchMetaSchema }[shape];
   return {
     type: 'object',
@@ -45,11 +59,11 @@ function envelope(model: Type<unknown>, shape: 'one' | 'page' | 'cursor' | 'batc
 
 function dataResponse(model: Type<unknown>, shape: Parameters<typeof envelope>[1], options: DataResponseOptions) {
   return applyDecorators(
-    ApiExtraModels(model),
+    ApiExtraModels(model, ...(options.optionalMeta ? [options.optionalMeta] : [])),
     ApiResponse({
       status: options.status ?? 200,
       description: options.description ?? 'OK',
-      schema: envelope(model, shape),
+      schema: envelope(model, shape, options.optionalMeta),
       ...(options.headers ? { headers: options.headers } : {}),
     }),
   );

@@ -1,11 +1,14 @@
 import type { INestApplication } from '@nestjs/common';
+import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { ModulesContainer } from '@nestjs/core';
 import {
   DocumentBuilder,
   SwaggerModule,
   type OpenAPIObject,
   type OperationObject,
+  type ParameterObject,
   type ReferenceObject,
+  type RequestBodyObject,
   type ResponseObject,
   type SchemaObject,
 } from '@nestjs/swagger';
@@ -13,7 +16,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { IS_PUBLIC_KEY, ROLES_KEY } from '../auth/decorators';
 import type { Role } from '../auth/principal';
+import { NoQuery } from '../quota/dto/validation';
 import { DEFAULT_THROTTLER } from '../throttle/throttle.decorators';
+import { METRICS_TOKEN_SCHEME } from './decorators';
 import { API_PROBLEMS_KEY, PROBLEM_CONTENT_TYPE, PROBLEM_MODELS, PROBLEM_SCHEMAS, PROBLEM_STATUS } from './problems';
 import { RESPONSE_MODELS } from './schemas';
 
@@ -22,13 +27,19 @@ export const BEARER_SCHEME = 'bearer';
 /** @nestjs/throttler's SkipThrottle metadata key for a named throttler. */
 const THROTTLER_SKIP_KEY = `THROTTLER:SKIP${DEFAULT_THROTTLER}`;
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
+/**
+ * Fastify reads a body on these methods whatever the route takes, so a malformed, oversized or
+ * non-JSON body is refused (400, 413, 415) on every one of them, before any guard runs.
+ */
+const BODY_PARSING_METHODS = new Set<string>(['post', 'put', 'patch', 'delete']);
 
 const DESCRIPTION = [
   'Per-membership-type quotas with an exact ledger, consumption with idempotency and background bulk work.',
   '',
   'Authenticate with `POST /api/v1/auth/login` and send the token as `Authorization: Bearer <token>`.',
   'Every refusal is `application/problem+json` with a stable `code`; every response carries `X-Request-Id`.',
-  'Each secured operation lists the roles that may call it in `x-roles`.',
+  'Each secured operation lists the roles that may call it in `x-roles`; public operations declare `security: []`.',
+  'Request fields with a `default` are optional: the service applies the default when the field is absent.',
 ].join('\n');
 
 export interface OpenApiOptions {
@@ -40,6 +51,8 @@ interface HandlerAccess {
   readonly isPublic: boolean;
   readonly roles: readonly Role[];
   readonly rateLimited: boolean;
+  /** The handler refuses any query parameter (@NoQuery), so `?x=1` is a 422. */
+  readonly refusesQuery: boolean;
   readonly problems: readonly string[];
 }
 
@@ -54,9 +67,27 @@ export function packageVersion(): string {
   return '0.0.0';
 }
 
+interface RouteArgument {
+  readonly factory?: unknown;
+}
+
+/**
+ * The function behind @NoQuery(), read from a probe class: Nest records it with every parameter
+ * the decorator is put on, which is how a handler that refuses query parameters is recognised.
+ */
+function noQueryFactory(): unknown {
+  class Probe {
+    handler(): void {}
+  }
+  NoQuery()(Probe.prototype, 'handler', 0);
+  const args = (Reflect.getMetadata(ROUTE_ARGS_METADATA, Probe, 'handler') ?? {}) as Record<string, RouteArgument>;
+  return Object.values(args)[0]?.factory;
+}
+
 /** Access rules of every controller handler, keyed like the operation ids. */
 function collectHandlerAccess(app: INestApplication): Map<string, HandlerAccess> {
   const access = new Map<string, HandlerAccess>();
+  const refusesQuery = noQueryFactory();
   for (const module of app.get(ModulesContainer).values()) {
     for (const wrapper of module.controllers.values()) {
       const controller = wrapper.metatype as (new (...args: never[]) => unknown) | null;
@@ -71,6 +102,9 @@ function collectHandlerAccess(app: INestApplication): Map<string, HandlerAccess>
           isPublic: read<boolean>(IS_PUBLIC_KEY) === true,
           roles: read<Role[]>(ROLES_KEY) ?? [],
           rateLimited: read<boolean>(THROTTLER_SKIP_KEY) !== true,
+          refusesQuery: Object.values(
+            (Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, key) ?? {}) as Record<string, RouteArgument>,
+          ).some((arg) => refusesQuery !== undefined && arg.factory === refusesQuery),
           problems: [
             ...((Reflect.getMetadata(API_PROBLEMS_KEY, controller) as string[] | undefined) ?? []),
             ...((Reflect.getMetadata(API_PROBLEMS_KEY, handler) as string[] | undefined) ?? []),
@@ -106,21 +140,43 @@ const REQUEST_ID = { $ref: '#/components/headers/X-Request-Id' };
 /**
  * Adds what every operation of a kind shares, from the same metadata the access guard reads, so
  * the document cannot disagree with the guard: the bearer requirement and 401/403 on every
- * non-public route, 429 where the rate limit applies, the body-parsing refusals on every route
- * with a body, and the outage answers. Route-specific codes come from @ApiProblems.
+ * non-public route (`security: []` on public ones), 429 where the rate limit applies, the
+ * body-parsing refusals on every method Fastify reads a body for, 422 wherever a query, header or
+ * body is validated, 404 for unknown ids, and the outage answers. Route-specific codes come from
+ * @ApiProblems.
  */
-function completeOperation(path: string, operation: OperationObject, access: HandlerAccess | undefined): void {
+function completeOperation(
+  method: string,
+  path: string,
+  operation: OperationObject,
+  access: HandlerAccess | undefined,
+): void {
   const codes: string[] = [...(access?.problems ?? [])];
   const isApi = path.startsWith('/api/');
-  if (access && !access.isPublic) {
+  // The probes answer outages with their own 503 body (or, for liveness, never depend on the database).
+  const isProbe = (operation.tags ?? []).includes('health');
+  if (access?.isPublic) {
+    // Anonymous calls are allowed; a scheme the handler declares itself (metrics) becomes optional.
+    const declared = operation.security ?? [];
+    operation.security = declared.length === 0 ? [] : [{}, ...declared];
+  } else if (access) {
     operation.security = [{ [BEARER_SCHEME]: [] }];
     Object.assign(operation, { 'x-roles': [...access.roles].sort() });
     codes.push('unauthorized', 'invalid_token', 'forbidden');
   }
   if (isApi && access?.rateLimited !== false) codes.push('rate_limited');
-  if (operation.requestBody)
-    codes.push('malformed_json', 'payload_too_large', 'unsupported_media_type', 'validation_failed');
-  if (isApi) codes.push('database_unavailable');
+  if (BODY_PARSING_METHODS.has(method)) {
+    codes.push('malformed_json', 'bad_request', 'payload_too_large', 'unsupported_media_type');
+  }
+  const parameters = (operation.parameters ?? []) as ParameterObject[];
+  const validatesInput =
+    operation.requestBody !== undefined ||
+    access?.refusesQuery === true ||
+    parameters.some((parameter) => parameter.in === 'query' || parameter.in === 'header');
+  if (validatesInput) codes.push('validation_failed');
+  // Every path parameter is an id; one that is malformed or unknown is a 404.
+  if (parameters.some((parameter) => parameter.in === 'path')) codes.push('not_found');
+  if (isApi && !isProbe) codes.push('database_unavailable');
   codes.push('internal_error');
 
   const byStatus = new Map<number, string[]>();
@@ -149,37 +205,151 @@ const TAGS: Record<string, string> = {
   members: 'Admin and operator: members and their membership types.',
   ledger: 'Admin and operator: manual adjustments, the quota history and the integrity check.',
   consumption: 'Services and members: balances, consume and refund.',
+  operations: 'Admin and operator: bulk adjustments and other background operations, their progress and cancellation.',
+  analytics: 'Admin and operator: quota stats per membership type and detected usage anomalies.',
   health: 'Probes for Kubernetes and the seed monitors; no auth, not rate limited.',
   monitoring: 'Prometheus metrics.',
 };
 
-function collectRefs(value: unknown, into: Set<string>): void {
+const SCHEMA_REF_PREFIX = '#/components/schemas/';
+
+function collectSchemaRefs(value: unknown, into: Set<string>): void {
   if (Array.isArray(value)) {
-    for (const item of value) collectRefs(item, into);
+    for (const item of value) collectSchemaRefs(item, into);
   } else if (value !== null && typeof value === 'object') {
     for (const [key, child] of Object.entries(value)) {
-      if (key === '$ref' && typeof child === 'string') into.add(child.replace('#/components/schemas/', ''));
-      else collectRefs(child, into);
+      if (key === '$ref' && typeof child === 'string' && child.startsWith(SCHEMA_REF_PREFIX)) {
+        into.add(child.slice(SCHEMA_REF_PREFIX.length));
+      } else {
+        collectSchemaRefs(child, into);
+      }
+    }
+  }
+}
+
+const isReference = (value: unknown): value is ReferenceObject =>
+  value !== null && typeof value === 'object' && typeof (value as { $ref?: unknown }).$ref === 'string';
+
+interface InlineContext {
+  readonly schemas: Record<string, SchemaObject>;
+  /** Every schema copied in so far. */
+  readonly inlined: Set<string>;
+  /** The schemas being copied right now, so a recursive one stays a reference. */
+  readonly stack: Set<string>;
+}
+
+/**
+ * A request schema with every object it refers to copied in, each closed
+ * (`additionalProperties: false`: the service refuses unknown fields with a 422). Named enums
+ * stay references.
+ */
+function inlineRequestSchema(
+  schema: SchemaObject | ReferenceObject,
+  context: InlineContext,
+): SchemaObject | ReferenceObject {
+  if (isReference(schema)) {
+    const name = schema.$ref.startsWith(SCHEMA_REF_PREFIX) ? schema.$ref.slice(SCHEMA_REF_PREFIX.length) : '';
+    const target = context.schemas[name];
+    if (!target?.properties || context.stack.has(name)) return schema;
+    context.inlined.add(name);
+    context.stack.add(name);
+    const copy = inlineRequestSchema(target, context);
+    context.stack.delete(name);
+    return copy;
+  }
+  const copy: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === 'properties') {
+      copy.properties = Object.fromEntries(
+        Object.entries(value as Record<string, SchemaObject | ReferenceObject>).map(([property, child]) => [
+          property,
+          inlineRequestSchema(child, context),
+        ]),
+      );
+    } else if (key === 'items' || key === 'not') {
+      copy[key] = inlineRequestSchema(value as SchemaObject | ReferenceObject, context);
+    } else if (key === 'allOf' || key === 'anyOf' || key === 'oneOf') {
+      copy[key] = (value as (SchemaObject | ReferenceObject)[]).map((part) => inlineRequestSchema(part, context));
+    } else {
+      copy[key] = value;
+    }
+  }
+  if (copy.properties !== undefined) copy.additionalProperties = false;
+  return copy;
+}
+
+/**
+ * Request bodies become named `components.requestBodies` with their schema written out, instead
+ * of references to `components.schemas`. Generators treat a schema they meet under a request
+ * body as input: a field with a `default` stays optional. The same schema reached through
+ * `components.schemas` is also used for output, where openapi-typescript (with its default
+ * options) makes every defaulted field required, and a generated client would then refuse the
+ * seed's own `{"membership_type":"regular","max_quota":50}`.
+ */
+function moveRequestBodies(document: OpenAPIObject, operations: OperationObject[]): void {
+  const schemas = (document.components?.schemas ?? {}) as Record<string, SchemaObject>;
+  const requestBodies: Record<string, RequestBodyObject> = {};
+  const context: InlineContext = { schemas, inlined: new Set(), stack: new Set() };
+  for (const operation of operations) {
+    const body = operation.requestBody;
+    if (body === undefined || isReference(body)) continue;
+    const content: RequestBodyObject['content'] = {};
+    let name: string | undefined;
+    for (const [mediaType, media] of Object.entries(body.content)) {
+      const schema = media.schema;
+      if (schema === undefined) continue;
+      if (isReference(schema) && schema.$ref.startsWith(SCHEMA_REF_PREFIX)) {
+        const schemaName = schema.$ref.slice(SCHEMA_REF_PREFIX.length);
+        name ??= schemaName.replace(/Dto$/, '');
+      }
+      content[mediaType] = { ...media, schema: inlineRequestSchema(schema, context) };
+    }
+    if (name === undefined) {
+      operation.requestBody = { ...body, content };
+      continue;
+    }
+    requestBodies[name] ??= { ...body, required: body.required ?? true, content };
+    operation.requestBody = { $ref: `#/components/requestBodies/${name}` };
+  }
+  document.components = { ...document.components, requestBodies };
+  // A copied schema that nothing refers to any more leaves components.schemas (a batch's
+  // member goes once the batch has gone, hence the repetition).
+  for (let removed = true; removed;) {
+    removed = false;
+    const used = new Set<string>();
+    collectSchemaRefs(document.paths, used);
+    collectSchemaRefs(document.components, used);
+    for (const name of context.inlined) {
+      if (schemas[name] !== undefined && !used.has(name)) {
+        delete schemas[name];
+        removed = true;
+      }
     }
   }
 }
 
 /**
- * Request bodies refuse unknown fields (422), so their schemas say so, down to nested bodies
- * (the members of a batch).
+ * @nestjs/swagger wraps a reference to a named enum in a one-element `allOf` so that it can carry
+ * siblings (`default`, `description`), which OpenAPI 3.0 does not allow beside `$ref`. Without
+ * siblings the wrapper is noise, and is replaced by the reference; with them the enum is written
+ * out in place, so linters and generators see one plain schema.
  */
-function closeRequestSchemas(schemas: Record<string, SchemaObject>, names: Set<string>): void {
-  const pending = [...names];
-  const seen = new Set<string>();
-  for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
-    const schema = schemas[name];
-    if (seen.has(name) || !schema?.properties) continue;
-    seen.add(name);
-    schema.additionalProperties = false;
-    const nested = new Set<string>();
-    collectRefs(schema.properties, nested);
-    pending.push(...nested);
-  }
+function simplifyEnumWrappers(value: unknown, schemas: Record<string, SchemaObject>): unknown {
+  if (Array.isArray(value)) return value.map((item) => simplifyEnumWrappers(item, schemas));
+  if (value === null || typeof value !== 'object') return value;
+  const node = Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).map(([key, child]) => [key, simplifyEnumWrappers(child, schemas)]),
+  );
+  const allOf = node.allOf;
+  if (!Array.isArray(allOf) || allOf.length !== 1 || !isReference(allOf[0])) return node;
+  const { allOf: _wrapper, ...siblings } = node;
+  if (Object.keys(siblings).length === 0) return allOf[0];
+  const ref = allOf[0].$ref;
+  const target = ref.startsWith(SCHEMA_REF_PREFIX) ? schemas[ref.slice(SCHEMA_REF_PREFIX.length)] : undefined;
+  if (!target?.enum) return node;
+  // The enum's own description is about the type, not about this field.
+  const { description: _enumDescription, ...enumSchema } = target;
+  return { ...enumSchema, ...siblings };
 }
 
 function sortKeys(value: unknown, keepOrder = false): unknown {
@@ -228,9 +398,14 @@ export function buildOpenApiDocument(app: INestApplication, options: OpenApiOpti
         description: 'An access token from POST /api/v1/auth/login.',
       },
       BEARER_SCHEME,
-    );
+    )
+    .addSecurity(METRICS_TOKEN_SCHEME, {
+      type: 'http',
+      scheme: 'bearer',
+      description: 'METRICS_TOKEN, needed for GET /metrics only when the deployment sets one.',
+    });
   if (options.serverUrl) builder.addServer(options.serverUrl, 'This deployment');
-  builder.addServer('/', 'The server that serves this document').addServer('http://localhost:3000', 'npm start');
+  builder.addServer('/', 'The server that serves this document');
   const config = builder.build();
   config.components = {
     ...config.components,
@@ -249,20 +424,29 @@ export function buildOpenApiDocument(app: INestApplication, options: OpenApiOpti
   });
   const access = collectHandlerAccess(app);
   const tags = new Set<string>();
-  const requestSchemas = new Set<string>();
+  const operations: OperationObject[] = [];
   for (const [path, item] of Object.entries(document.paths)) {
     for (const method of HTTP_METHODS) {
       const operation = item[method];
       if (!operation) continue;
-      completeOperation(path, operation, access.get(operation.operationId ?? ''));
+      completeOperation(method, path, operation, access.get(operation.operationId ?? ''));
       for (const tag of operation.tags ?? []) tags.add(tag);
-      collectRefs(operation.requestBody, requestSchemas);
+      operations.push(operation);
     }
   }
   document.tags = [...tags].map((name) => ({ name, ...(TAGS[name] ? { description: TAGS[name] } : {}) }));
+  moveRequestBodies(document, operations);
   const schemas = (document.components?.schemas ?? {}) as Record<string, SchemaObject>;
-  closeRequestSchemas(schemas, requestSchemas);
   // Problem bodies may carry extension members (`balance`, `membership_type`, ...).
   if (schemas.Problem) schemas.Problem.additionalProperties = true;
+  const usedBefore = new Set<string>();
+  collectSchemaRefs(document, usedBefore);
+  document.paths = simplifyEnumWrappers(document.paths, schemas) as OpenAPIObject['paths'];
+  document.components = simplifyEnumWrappers(document.components, schemas) as OpenAPIObject['components'];
+  // An enum that is now written out everywhere it was used is no longer a component.
+  const usedAfter = new Set<string>();
+  collectSchemaRefs(document, usedAfter);
+  const simplified = (document.components?.schemas ?? {}) as Record<string, SchemaObject>;
+  for (const name of usedBefore) if (!usedAfter.has(name)) delete simplified[name];
   return normalizeDocument(document);
 }

@@ -48,6 +48,7 @@ export const PROBLEM_STATUS: Readonly<Record<string, number>> = {
   duplicate_membership_type: 409,
   config_in_use: 409,
   member_exists: 409,
+  operation_finished: 409,
   negative_balance: 422,
   balance_out_of_range: 422,
   idempotency_key_mismatch: 422,

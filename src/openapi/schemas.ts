@@ -47,6 +47,14 @@ export class QuotaConfigSchema {
   @ApiProperty(TIMESTAMP) updated_at!: string;
 }
 
+@ApiSchema({
+  name: 'ConfigChangeMeta',
+  description: 'Sent when `apply` is `delta` or `reset`: the background operation that updates the members.',
+})
+export class ConfigChangeMetaSchema {
+  @ApiProperty({ ...ID, description: 'Follow it at GET /api/v1/admin/quota/operations/{id}.' }) operation_id!: string;
+}
+
 @ApiSchema({ name: 'Member' })
 export class MemberSchema {
   @ApiProperty(ID) id!: string;
@@ -171,6 +179,7 @@ export const RESPONSE_MODELS = [
   UserSchema,
   LoginResultSchema,
   QuotaConfigSchema,
+  ConfigChangeMetaSchema,
   MemberSchema,
   BalanceSchema,
   QuotaChangeSchema,

@@ -82,7 +82,7 @@ export class AdminQuotaController {
   @Get('integrity')
   @ApiOperation({ summary: 'Check that every balance equals the sum of its ledger' })
   @ApiDataResponse(IntegrityReportSchema)
-  @ApiProblems('validation_failed')
+  @ApiProblems('validation_failed', 'not_found')
   async integrity(@Query() query: IntegrityQuery) {
     return { data: await this.history.integrity(query.member_id) };
   }

@@ -3,7 +3,7 @@ import { ApiNoContentResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { QuotaConfigSchema } from '../openapi/schemas';
+import { ConfigChangeMetaSchema, QuotaConfigSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { ConfigsService } from './configs.service';
 import { CreateConfigDto, ListConfigsQuery, UpdateConfigDto } from './dto/config.dto';
@@ -54,7 +54,7 @@ export class ConfigsController {
 
   @Patch(':id')
   @ApiOperation({ summary: 'Change a quota config; `apply` says how members get a new max_quota' })
-  @ApiDataResponse(QuotaConfigSchema)
+  @ApiDataResponse(QuotaConfigSchema, { optionalMeta: ConfigChangeMetaSchema })
   @ApiProblems('not_found')
   @Roles('admin')
   async update(

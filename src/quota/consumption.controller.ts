@@ -139,6 +139,7 @@ export class ConsumptionController {
   @ApiProblems(
     'not_found',
     'member_inactive',
+    'config_inactive',
     'balance_out_of_range',
     'idempotency_key_mismatch',
     'idempotency_key_in_use',

@@ -35,7 +35,7 @@ export class MembersController {
     summary: "Create a member; its balance starts at the type's max_quota unless initial_quota is given",
   })
   @ApiDataResponse(MemberSchema, { status: 201, description: 'Created' })
-  @ApiProblems('member_exists')
+  @ApiProblems('member_exists', 'config_inactive')
   @HttpCode(201)
   async create(@NoQuery() _query: undefined, @CurrentPrincipal() actor: Principal, @Body() body: CreateMemberDto) {
     const member = await this.members.create(actor, {
@@ -49,7 +49,7 @@ export class MembersController {
   @Post('batch')
   @ApiOperation({ summary: 'Create up to 1,000 members at once, all or nothing' })
   @ApiBatchResponse(MemberSchema, { status: 201, description: 'Created' })
-  @ApiProblems('member_exists')
+  @ApiProblems('member_exists', 'config_inactive')
   @HttpCode(201)
   async createBatch(
     @NoQuery() _query: undefined,
@@ -78,7 +78,7 @@ export class MembersController {
   @Patch(':id')
   @ApiOperation({ summary: "Change a member's membership type or active flag" })
   @ApiDataResponse(MemberSchema)
-  @ApiProblems('not_found', 'balance_out_of_range')
+  @ApiProblems('not_found', 'config_inactive', 'balance_out_of_range')
   async update(
     @NoQuery() _query: undefined,
     @CurrentPrincipal() actor: Principal,

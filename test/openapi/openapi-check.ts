@@ -135,17 +135,42 @@ function hasComposition(schema: Schema): boolean {
   return ['allOf', 'anyOf', 'oneOf', '$ref'].some((key) => schema[key] !== undefined);
 }
 
+interface CompiledPath {
+  readonly template: string;
+  readonly pattern: RegExp;
+  /** Literal segments: `/members/batch` wins over `/members/{id}`, as in the router. */
+  readonly literals: number;
+}
+
+const compiledPaths = new WeakMap<OpenAPIObject, CompiledPath[]>();
+
+function compilePaths(document: OpenAPIObject): CompiledPath[] {
+  let compiled = compiledPaths.get(document);
+  if (!compiled) {
+    compiled = Object.keys(document.paths)
+      .map((template) => ({
+        template,
+        pattern: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`),
+        literals: template.split('/').filter((segment) => segment !== '' && !segment.startsWith('{')).length,
+      }))
+      .sort((a, b) => b.literals - a.literals);
+    compiledPaths.set(document, compiled);
+  }
+  return compiled;
+}
+
 /** The operation documented for a concrete request path such as /api/v1/admin/members/12. */
 export function findOperation(
   document: OpenAPIObject,
   method: string,
   requestPath: string,
 ): { template: string; operation: OperationObject } | undefined {
-  const path = requestPath.split('?')[0];
-  for (const [template, item] of Object.entries(document.paths)) {
-    const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
-    const operation = (item as Record<string, OperationObject | undefined>)[method.toLowerCase()];
-    if (operation && pattern.test(path)) return { template, operation };
+  // The router ignores one trailing slash.
+  const path = requestPath.split('?')[0].replace(/(.)\/$/, '$1');
+  for (const { template, pattern } of compilePaths(document)) {
+    if (!pattern.test(path)) continue;
+    const operation = (document.paths[template] as Record<string, OperationObject | undefined>)[method.toLowerCase()];
+    if (operation) return { template, operation };
   }
   return undefined;
 }

@@ -6,6 +6,7 @@ import { createApp } from '../../src/app.factory';
 import type { AppModuleOptions } from '../../src/app.module';
 import { createRootLogger } from '../../src/common/logging';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
+import { takeViolations, watchResponses } from '../openapi/response-check';
 import { createTestDatabase, redisServer, testDriver, uniqueSuffix, type TestDatabase } from './test-database';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-every-check-0123456789';
@@ -37,6 +38,11 @@ export interface StartOptions {
   readonly extraModules?: AppModuleOptions['extraModules'];
   /** Where log lines go (set LOG_LEVEL in env too; tests are silent by default). */
   readonly logDestination?: DestinationStream;
+  /**
+   * Check every response against openapi.json (on by default; see test/openapi/response-check.ts).
+   * A suite that sends what no client can (a broken socket, a faked dependency) may turn it off.
+   */
+  readonly checkResponses?: boolean;
 }
 
 /** Removes every key a test app wrote: its own prefix and the BullMQ hash-tag form of it. */
@@ -62,15 +68,24 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
   const database = options.database ?? (await createTestDatabase(testDriver));
   const config = loadConfig({ ...baseTestEnv(database), ...options.env });
   const app = await createApp(config, createRootLogger(config, options.logDestination), options.extraModules);
+  const server = app.getHttpServer() as Server;
+  // A worker serves only the probes and metrics; its 404 elsewhere is not an answer of the API.
+  const servesOperation = (path: string) =>
+    config.role !== 'worker' || path === '/metrics' || path.startsWith('/api/v1/health');
+  const watch = options.checkResponses === false ? undefined : watchResponses(server, { servesOperation });
   return {
     app,
-    server: app.getHttpServer() as Server,
+    server,
     config,
     database,
     close: async () => {
+      watch?.stop();
       await app.close();
       if (config.redis) await deleteRedisKeys(config.redis.prefix);
       if (!options.database) await database.drop();
+      // Answers given outside a test (in beforeAll/afterAll) are reported here.
+      const violations = takeViolations();
+      if (violations) throw violations;
     },
   };
 }

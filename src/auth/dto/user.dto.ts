@@ -43,6 +43,7 @@ export class CreateUserDto {
   /** Required for role `member` (the member this user acts as); refused for the other roles. */
   @ApiPropertyOptional({
     type: String,
+    nullable: true,
     pattern: ID_PATTERN.source,
     description: 'Required for role `member` (the member it acts as); refused for other roles.',
   })

@@ -53,8 +53,16 @@ class MemberIdList implements ValidatorConstraintInterface {
 /** Exactly one of member_ids and membership_type, and of new_quota and delta; the service checks the "exactly one". */
 export class BulkAdjustDto {
   @ApiPropertyOptional({
-    description: `Members to adjust (at most ${MAX_BULK_MEMBER_IDS}; duplicates are merged)`,
-    type: [String],
+    description: `Members to adjust (at most ${MAX_BULK_MEMBER_IDS}; duplicates are merged): ids as strings of digits or as integers`,
+    type: 'array',
+    items: {
+      anyOf: [
+        { type: 'string', pattern: ID_PATTERN.source },
+        { type: 'integer', minimum: 1 },
+      ],
+    },
+    minItems: 1,
+    maxItems: MAX_BULK_MEMBER_IDS,
     example: ['1', '2', '3'],
   })
   @Absentable()
@@ -64,20 +72,37 @@ export class BulkAdjustDto {
   @Validate(MemberIdList)
   member_ids?: (number | string)[];
 
-  @ApiPropertyOptional({ description: 'Every member of this type', example: 'regular' })
+  @ApiPropertyOptional({
+    description: 'Every member of this type',
+    type: String,
+    pattern: MEMBERSHIP_TYPE_PATTERN.source,
+    example: 'regular',
+  })
   @Absentable()
   @IsString()
   @Matches(MEMBERSHIP_TYPE_PATTERN, { message: 'membership_type must match ^[a-z0-9][a-z0-9_-]{0,31}$' })
   membership_type?: string;
 
-  @ApiPropertyOptional({ description: 'Set every selected balance to this value', minimum: 0, maximum: INT32_MAX })
+  @ApiPropertyOptional({
+    description: 'Set every selected balance to this value',
+    type: 'integer',
+    minimum: 0,
+    maximum: INT32_MAX,
+  })
   @Absentable()
   @IsInt()
   @Min(0)
   @Max(INT32_MAX)
   new_quota?: number;
 
-  @ApiPropertyOptional({ description: 'Shift every selected balance by this amount (floored at 0)', example: 10 })
+  @ApiPropertyOptional({
+    description: 'Shift every selected balance by this amount (floored at 0)',
+    type: 'integer',
+    minimum: -INT32_MAX,
+    maximum: INT32_MAX,
+    not: { enum: [0] },
+    example: 10,
+  })
   @Absentable()
   @IsInt()
   @NotEquals(0, { message: 'delta must not be 0' })
@@ -85,12 +110,12 @@ export class BulkAdjustDto {
   @Max(INT32_MAX)
   delta?: number;
 
-  @ApiPropertyOptional({ enum: BULK_REASONS, default: 'bulk_adjustment' })
+  @ApiPropertyOptional({ enum: BULK_REASONS, enumName: 'BulkReason', default: 'bulk_adjustment' })
   @Absentable()
   @IsIn(BULK_REASONS, { message: `reason must be one of ${BULK_REASONS.join(', ')}` })
   reason?: BulkReason;
 
-  @ApiPropertyOptional({ maxLength: NOTE_MAX_LENGTH })
+  @ApiPropertyOptional({ type: String, maxLength: NOTE_MAX_LENGTH })
   @Absentable()
   @IsString()
   @MaxLength(NOTE_MAX_LENGTH)
@@ -98,6 +123,7 @@ export class BulkAdjustDto {
 
   @ApiPropertyOptional({
     description: 'Answer what would change without changing or queueing anything',
+    type: Boolean,
     default: false,
   })
   @Absentable()
@@ -106,24 +132,24 @@ export class BulkAdjustDto {
 }
 
 export class ListOperationsQuery {
-  @ApiPropertyOptional({ enum: OPERATION_STATUSES })
+  @ApiPropertyOptional({ enum: OPERATION_STATUSES, enumName: 'OperationStatus' })
   @Absentable()
   @IsIn(OPERATION_STATUSES, { message: `status must be one of ${OPERATION_STATUSES.join(', ')}` })
   status?: OperationStatus;
 
-  @ApiPropertyOptional({ enum: OPERATION_KINDS })
+  @ApiPropertyOptional({ enum: OPERATION_KINDS, enumName: 'OperationKind' })
   @Absentable()
   @IsIn(OPERATION_KINDS, { message: `kind must be one of ${OPERATION_KINDS.join(', ')}` })
   kind?: OperationKind;
 
-  @ApiPropertyOptional({ minimum: 1, default: 1 })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, default: 1 })
   @Absentable()
   @QueryInt()
   @IsInt()
   @Min(1)
   page?: number;
 
-  @ApiPropertyOptional({ minimum: 1, maximum: OPERATIONS_MAX_PER_PAGE, default: 20 })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: OPERATIONS_MAX_PER_PAGE, default: 20 })
   @Absentable()
   @QueryInt()
   @IsInt()
@@ -133,13 +159,13 @@ export class ListOperationsQuery {
 }
 
 export class BulkAdjustAcceptedDto {
-  @ApiProperty({ example: '42' })
+  @ApiProperty({ type: String, pattern: ID_PATTERN.source, example: '42' })
   operation_id!: string;
 
-  @ApiProperty({ example: 'queued' })
+  @ApiProperty({ type: String, enum: ['queued'], example: 'queued' })
   status!: string;
 
-  @ApiProperty({ example: 1500 })
+  @ApiProperty({ type: 'integer', minimum: 1, description: 'Distinct selected members', example: 1500 })
   total!: number;
 }
 
@@ -160,8 +186,8 @@ export class BulkAdjustDryRunSchema {
 @ApiSchema({ name: 'QuotaOperation', description: 'A background operation and its progress.' })
 export class OperationSchema {
   @ApiProperty({ type: String, example: '42' }) id!: string;
-  @ApiProperty({ enum: OPERATION_KINDS }) kind!: string;
-  @ApiProperty({ enum: OPERATION_STATUSES }) status!: string;
+  @ApiProperty({ enum: OPERATION_KINDS, enumName: 'OperationKind' }) kind!: string;
+  @ApiProperty({ enum: OPERATION_STATUSES, enumName: 'OperationStatus' }) status!: string;
   @ApiProperty({
     type: 'object',
     description: '`{"membership_type": "..."}` or `{"member_ids": <count>}`',

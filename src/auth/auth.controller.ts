@@ -1,6 +1,7 @@
 import { Body, Controller, Get, Header, HttpCode, Post, Req } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { HttpRequest } from '../common/http';
+import { NoQuery } from '../common/validation';
 import { LoginRateLimit } from '../throttle/throttle.decorators';
 import { AuthService } from './auth.service';
 import { CurrentPrincipal, Public, Roles } from './decorators';
@@ -28,7 +29,7 @@ export class AuthController {
   @LoginRateLimit()
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')
-  async login(@Body() body: LoginDto, @Req() req: HttpRequest) {
+  async login(@NoQuery() _query: undefined, @Body() body: LoginDto, @Req() req: HttpRequest) {
     return { data: await this.auth.login(body.email, body.password, req.ip ?? 'unknown') };
   }
 
@@ -36,7 +37,7 @@ export class AuthController {
   @ApiOperation({ summary: 'The authenticated user' })
   @ApiDataResponse(UserSchema)
   @Roles(...ROLES)
-  async me(@CurrentPrincipal() principal: Principal) {
+  async me(@NoQuery() _query: undefined, @CurrentPrincipal() principal: Principal) {
     return { data: userView(await this.users.get(principal.userId)) };
   }
 }

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { NoQuery } from '../common/validation';
 import { ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
 import { UserSchema } from '../openapi/schemas';
@@ -39,7 +40,7 @@ export class UsersController {
   @ApiDataResponse(UserSchema, { status: 201, description: 'Created' })
   @ApiProblems('email_taken')
   @HttpCode(201)
-  async create(@CurrentPrincipal() actor: Principal, @Body() body: CreateUserDto) {
+  async create(@NoQuery() _query: undefined, @CurrentPrincipal() actor: Principal, @Body() body: CreateUserDto) {
     const user = await this.users.create(actor, {
       email: body.email,
       password: body.password,
@@ -53,7 +54,12 @@ export class UsersController {
   @ApiOperation({ summary: "Change a user's role, active flag or password (existing tokens stop working)" })
   @ApiDataResponse(UserSchema)
   @ApiProblems('not_found', 'last_admin')
-  async update(@CurrentPrincipal() actor: Principal, @Param('id', UserIdPipe) id: string, @Body() body: UpdateUserDto) {
+  async update(
+    @NoQuery() _query: undefined,
+    @CurrentPrincipal() actor: Principal,
+    @Param('id', UserIdPipe) id: string,
+    @Body() body: UpdateUserDto,
+  ) {
     const user = await this.users.update(actor, id, {
       role: body.role,
       isActive: body.is_active,

@@ -1,6 +1,13 @@
-import { ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
+import {
+  createParamDecorator,
+  ValidationPipe,
+  type ArgumentMetadata,
+  type ExecutionContext,
+  type ValidationError,
+} from '@nestjs/common';
 import { AppError, ValidationFailedError, type FieldError } from './app-error';
 import { isEmptyBody } from './body-parsing';
+import type { HttpRequest } from './http';
 
 function flatten(errors: readonly ValidationError[], parent = ''): FieldError[] {
   return errors.flatMap((error) => {
@@ -35,3 +42,17 @@ class BodyValidationPipe extends ValidationPipe {
     return super.transform(value, metadata) as Promise<unknown>;
   }
 }
+
+/**
+ * For routes that take no query parameters: any parameter is refused (422), never ignored, with
+ * the same message the validation pipe gives for an unknown field. A plain check rather than an
+ * empty DTO: it runs on the consume path, where the validation pipe's cost shows.
+ */
+export const NoQuery = createParamDecorator((_data: unknown, ctx: ExecutionContext): undefined => {
+  const query = ctx.switchToHttp().getRequest<HttpRequest>().query;
+  const names = Object.keys(query ?? {});
+  if (names.length > 0) {
+    throw new ValidationFailedError(names.map((field) => ({ field, message: `property ${field} should not exist` })));
+  }
+  return undefined;
+});

@@ -5,7 +5,7 @@ import { ApiProblems } from '../openapi/problems';
 import type { HttpReply } from '../common/http';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import type { Principal } from '../auth/principal';
-import { NoQuery } from '../quota/dto/validation';
+import { NoQuery } from '../common/validation';
 import { IdempotencyKeyHeader } from '../quota/idempotency-key.header';
 import { OperationIdPipe } from './operation-id.pipe';
 import {

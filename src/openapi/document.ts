@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { IS_PUBLIC_KEY, ROLES_KEY } from '../auth/decorators';
 import type { Role } from '../auth/principal';
-import { NoQuery } from '../quota/dto/validation';
+import { NoQuery } from '../common/validation';
 import { DEFAULT_THROTTLER } from '../throttle/throttle.decorators';
 import { METRICS_TOKEN_SCHEME } from './decorators';
 import { API_PROBLEMS_KEY, PROBLEM_CONTENT_TYPE, PROBLEM_MODELS, PROBLEM_SCHEMAS, PROBLEM_STATUS } from './problems';

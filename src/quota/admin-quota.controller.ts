@@ -9,7 +9,7 @@ import type { Principal } from '../auth/principal';
 import { AdjustDto, HISTORY_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
 import { HistoryService } from './history.service';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
-import { NoQuery } from './dto/validation';
+import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
 import { QuotaService } from './quota.service';
 import { historyJson } from './quota.views';

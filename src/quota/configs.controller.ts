@@ -7,7 +7,7 @@ import { ConfigChangeMetaSchema, QuotaConfigSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { ConfigsService } from './configs.service';
 import { CreateConfigDto, ListConfigsQuery, UpdateConfigDto } from './dto/config.dto';
-import { NoQuery } from './dto/validation';
+import { NoQuery } from '../common/validation';
 import { ConfigIdPipe } from './member-id.pipe';
 import { configJson } from './quota.views';
 

@@ -8,7 +8,7 @@ import { BalanceSchema, QuotaChangeSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
-import { NoQuery } from './dto/validation';
+import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
 import { QuotaService, type BalanceView, type QuotaChange, type QuotaHeaders } from './quota.service';
 

@@ -6,7 +6,7 @@ import { ApiProblems } from '../openapi/problems';
 import { MemberSchema } from '../openapi/schemas';
 import type { Principal } from '../auth/principal';
 import { BatchCreateMembersDto, CreateMemberDto, ListMembersQuery, UpdateMemberDto } from './dto/member.dto';
-import { NoQuery } from './dto/validation';
+import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
 import { MembersService } from './members.service';
 import { memberJson } from './quota.views';

@@ -90,6 +90,24 @@ describe('POST /api/v1/auth/login', () => {
     expect((await storedUser(testApp, user.userId)).lastLoginAt).toBeInstanceOf(Date);
   });
 
+  it('refuses query parameters on login and /auth/me (422), and logs nobody in', async () => {
+    const user = await createUser(testApp, { role: 'service' });
+    const refused = await request(testApp.server)
+      .post('/api/v1/auth/login?remember=true')
+      .set('X-Forwarded-For', '198.51.100.9')
+      .send({ email: user.email, password: user.password });
+    expectProblem(refused, 422, 'validation_failed');
+    expect(refused.body.errors).toEqual([{ field: 'remember', message: 'property remember should not exist' }]);
+    expect(refused.body.data).toBeUndefined();
+    expect((await storedUser(testApp, user.userId)).lastLoginAt).toBeNull();
+    const { token } = await loginAs(testApp, 'operator');
+    expectProblem(
+      await request(testApp.server).get('/api/v1/auth/me?verbose=1').set(bearer(token)),
+      422,
+      'validation_failed',
+    );
+  });
+
   it('gives the same 401 for an unknown email, a wrong password and a disabled account', async () => {
     const user = await createUser(testApp, { role: 'operator' });
     const disabled = await createUser(testApp, { role: 'operator' });

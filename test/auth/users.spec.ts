@@ -325,12 +325,37 @@ describe('admin users API', () => {
       ['a short password', { password: 'short' }, ['password']],
       ['a field that cannot be changed (email)', { email: 'x@example.test' }, ['email']],
       ['a null member_id', { member_id: null }, ['member_id']],
+      ['a null password', { password: null }, ['password']],
+      ['a null role', { role: null }, ['role']],
+      ['a null is_active', { is_active: null }, ['is_active']],
       ['a member_id on a non-member', { member_id: '1' }, ['member_id']],
     ])('refuses %s with 422 and changes nothing', async (_name, body, fields) => {
       const user = await createUser(testApp, { role: 'operator' });
       const res = await refusedWithoutChange(() => patch(user.userId, body), 422, 'validation_failed');
       expect([...new Set((res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field))]).toEqual(
         fields,
+      );
+    });
+
+    it('refuses query parameters on create and change (422), changing nothing', async () => {
+      const user = await createUser(testApp, { role: 'operator' });
+      await refusedWithoutChange(
+        () =>
+          api()
+            .patch(`/api/v1/admin/users/${user.userId}?role=admin`)
+            .set(bearer(admin.token))
+            .send({ is_active: false }),
+        422,
+        'validation_failed',
+      );
+      await refusedWithoutChange(
+        () =>
+          api()
+            .post('/api/v1/admin/users?notify=true')
+            .set(bearer(admin.token))
+            .send({ email: 'query.user@example.test', password: 'a-long-enough-password', role: 'operator' }),
+        422,
+        'validation_failed',
       );
     });
 

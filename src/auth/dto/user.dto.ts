@@ -56,12 +56,12 @@ export class CreateUserDto {
 
 export class UpdateUserDto {
   @ApiPropertyOptional({ enum: ROLES, enumName: 'Role' })
-  @IsOptional()
+  @ValidateIf((_o, value) => value !== undefined)
   @IsIn(ROLES, { message: `role must be one of ${ROLES.join(', ')}` })
   role?: Role;
 
   @ApiPropertyOptional({ type: Boolean })
-  @IsOptional()
+  @ValidateIf((_o, value) => value !== undefined)
   @IsBoolean()
   is_active?: boolean;
 
@@ -71,7 +71,7 @@ export class UpdateUserDto {
     minLength: PASSWORD_MIN_LENGTH,
     maxLength: PASSWORD_MAX_LENGTH,
   })
-  @IsOptional()
+  @ValidateIf((_o, value) => value !== undefined)
   @IsString()
   @MinLength(PASSWORD_MIN_LENGTH)
   @MaxLength(PASSWORD_MAX_LENGTH)

@@ -1,7 +1,4 @@
-import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { Transform } from 'class-transformer';
-import type { HttpRequest } from '../../common/http';
-import { ValidationFailedError } from '../../common/app-error';
 import { ValidateIf } from 'class-validator';
 
 export const INT32_MAX = 2_147_483_647;
@@ -26,17 +23,3 @@ export const QueryInt = () =>
 /** "true" and "false" only; anything else stays a string and fails @IsBoolean. */
 export const QueryBoolean = () =>
   Transform(({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value));
-
-/**
- * For routes that take no query parameters: any parameter is refused (422), never ignored, with
- * the same message the validation pipe gives for an unknown field. A plain check rather than an
- * empty DTO: it runs on the consume path, where the validation pipe's cost shows.
- */
-export const NoQuery = createParamDecorator((_data: unknown, ctx: ExecutionContext): undefined => {
-  const query = ctx.switchToHttp().getRequest<HttpRequest>().query;
-  const names = Object.keys(query ?? {});
-  if (names.length > 0) {
-    throw new ValidationFailedError(names.map((field) => ({ field, message: `property ${field} should not exist` })));
-  }
-  return undefined;
-});

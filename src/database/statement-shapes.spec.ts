@@ -8,12 +8,15 @@ const SRC = join(__dirname, '..');
  * On MySQL/MariaDB (innodb_autoinc_lock_mode=1, the default) an INSERT ... SELECT into a table
  * with an AUTO_INCREMENT key holds that table's AUTO-INC lock for the whole statement; if the
  * statement then waits for a row lock another transaction holds, every writer of the table queues
- * behind it and the wait ends in error 1467 or a lock wait time-out. Multi-row writes therefore
- * list their rows as VALUES.
+ * behind it and the wait ends in error 1467 or a lock wait time-out. A reviewed INSERT ... SELECT
+ * reads only rows its transaction has already locked, by primary key; other multi-row writes list
+ * their rows as VALUES.
  */
 const ALLOWED: Record<string, string> = {
   'quota/ledger.service.ts: member_quota_history':
     "the consume batch's history row: one row, read from the member row the same batch's UPDATE has just locked",
+  'quota/ledger-bulk.service.ts: member_quota_history':
+    "a bulk chunk's history rows: reads only the chunk's member rows, by primary key, which the chunk has locked",
   'quota/idempotency.service.ts: idempotency_keys':
     'the idempotency claim: FROM DUAL (reads no table), into a table without AUTO_INCREMENT',
 };

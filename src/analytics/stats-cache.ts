@@ -7,6 +7,7 @@ import { FreshReads } from '../common/fresh-reads';
 import { ROOT_LOGGER } from '../common/logger.token';
 import type { AppConfig } from '../config/app-config';
 import { tlsConnectOptions } from '../config/tls';
+import { redisErrorListener } from '../redis/redis.module';
 
 /** A cache call that takes longer than this is treated as a miss: stats never wait on a sick Redis. */
 const CACHE_TIMEOUT_MS = 250;
@@ -42,12 +43,7 @@ export function statsCacheOptions(config: AppConfig, logger: Logger): CacheModul
   // Shutdown drops the connection instead of waiting for commands stuck on an unreachable Redis.
   const adapter = keyv.store as { disconnect(force?: boolean): Promise<void> };
   keyv.disconnect = () => adapter.disconnect(true);
-  let lastLogged = 0;
-  keyv.on('error', (err: unknown) => {
-    if (Date.now() - lastLogged < 10_000) return;
-    lastLogged = Date.now();
-    logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'stats cache (redis) error');
-  });
+  keyv.on('error', redisErrorListener(logger, 'stats-cache', 'stats cache (redis) error'));
   // keyv's CommonJS and ESM typings differ only by resolution mode; the instance is the same class.
   return { ttl, stores: [keyv] as unknown as CacheModuleOptions['stores'] };
 }

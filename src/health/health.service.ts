@@ -15,6 +15,7 @@ import { LifecycleState } from './lifecycle-state';
 const PING_TIMEOUT_MS = 1500;
 /** Migrations change only on deploys; checking them once every few seconds is plenty. */
 const MIGRATION_CHECK_CACHE_MS = 5000;
+const FAILURE_LOG_INTERVAL_MS = 10_000;
 
 /** A failure whose message is fit for the public probe body as it is. */
 class PublicCheckFailure extends Error {}
@@ -29,6 +30,8 @@ export interface SeedHealthBody {
 
 @Injectable()
 export class HealthService {
+  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
+
   constructor(
     private readonly health: HealthCheckService,
     private readonly indicators: HealthIndicatorService,
@@ -51,11 +54,27 @@ export class HealthService {
           return await work();
         } catch (err) {
           if (err instanceof PublicCheckFailure) throw err;
-          this.logger.warn({ err, check: key }, `${key} check failed`);
+          this.logFailure(key, err);
           throw new PublicCheckFailure(publicFailure);
         }
       })
       .withTimeout(PING_TIMEOUT_MS);
+  }
+
+  /**
+   * Probes ask every few seconds on every pod: during an outage one line per check every 10 s,
+   * with the driver's message, says enough (the count of the others comes with it).
+   */
+  private logFailure(key: string, err: unknown): void {
+    const now = Date.now();
+    const last = this.lastLogged.get(key);
+    if (last && now - last.at < FAILURE_LOG_INTERVAL_MS) {
+      last.suppressed++;
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    this.logger.warn({ err: { message }, check: key, suppressed: last?.suppressed ?? 0 }, `${key} check failed`);
+    this.lastLogged.set(key, { at: now, suppressed: 0 });
   }
 
   private database() {

@@ -80,10 +80,15 @@ export class OperationRunner implements BeforeApplicationShutdown {
     }
   }
 
-  /** SIGTERM: let the current chunk finish, then stop; the operation stays `running` and is resumed later. */
-  async beforeApplicationShutdown(): Promise<void> {
+  /** Lets the current chunk finish, then stops; the operation stays `running` and is resumed later. */
+  async stop(): Promise<void> {
     this.stopping = true;
     await Promise.allSettled([...this.running]);
+  }
+
+  /** SIGTERM. */
+  beforeApplicationShutdown(): Promise<void> {
+    return this.stop();
   }
 
   private async runOnce(operationId: string, options: RunOptions): Promise<void> {

@@ -1,9 +1,10 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import type { Queue } from 'bullmq';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationShutdown } from '@nestjs/common';
+import type { Queue, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
+import { redisErrorListener } from '../redis/redis.module';
 import {
   JOB_ATTEMPTS,
   JOB_BACKOFF_MS,
@@ -25,10 +26,49 @@ export abstract class QueueDriver {
   abstract scheduleResetTick(everyMs: number): Promise<void>;
 }
 
+/**
+ * Whether every connection of a BullMQ queue or worker is up at this moment. A connection that
+ * has not connected yet counts as down: its promise stays pending for as long as Redis is away.
+ */
+export async function bullConnectionsReady(owner: Queue | Worker): Promise<boolean> {
+  const backend = owner.getBackend();
+  const clients = [backend.client, backend.blockingClient].filter((c) => c !== undefined);
+  const notYet = new Promise<null>((resolve) => setImmediate(() => resolve(null)));
+  const settled = await Promise.all(clients.map((c) => Promise.race([c.catch(() => null), notYet])));
+  return settled.every((client) => client?.status === 'ready');
+}
+
 @Injectable()
-export class BullQueueDriver extends QueueDriver {
-  constructor(@InjectQueue(OPERATIONS_QUEUE) private readonly queue: Queue) {
+export class BullQueueDriver extends QueueDriver implements BeforeApplicationShutdown, OnApplicationShutdown {
+  constructor(
+    @InjectQueue(OPERATIONS_QUEUE) private readonly queue: Queue,
+    @Inject(ROOT_LOGGER) logger: Logger,
+  ) {
     super();
+    // Attached as soon as the queue exists: BullMQ prints an unlistened 'error' with console.error.
+    queue.on('error', redisErrorListener(logger, 'queue', 'job queue (redis) error'));
+  }
+
+  /**
+   * @nestjs/bullmq closes the queue on application shutdown with QUIT, which ioredis holds back
+   * behind the commands queued while Redis is unreachable (an enqueue during the outage), so
+   * shutdown would wait for Redis to return. With Redis down there is nothing to finish: the
+   * operations are recorded in the database and the sweep queues them later, so the connection is
+   * dropped instead (the backend's forced close; the library's own close then finds it closed).
+   * Checked again after the HTTP drain, in case Redis went away meanwhile.
+   */
+  beforeApplicationShutdown(): Promise<void> {
+    return this.dropIfUnreachable();
+  }
+
+  onApplicationShutdown(): Promise<void> {
+    return this.dropIfUnreachable();
+  }
+
+  private async dropIfUnreachable(): Promise<void> {
+    if (this.queue.closing || (await bullConnectionsReady(this.queue))) return;
+    await this.queue.getBackend().close(true);
+    await this.queue.close();
   }
 
   async enqueue(operationId: string): Promise<void> {

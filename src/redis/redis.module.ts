@@ -5,6 +5,34 @@ import { AppConfig, type RedisConfig } from '../config/app-config';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { tlsConnectOptions } from '../config/tls';
 
+/** During an outage every reconnect attempt fails: one line per client per interval says enough. */
+const ERROR_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * An 'error' listener for one Redis client (ours, BullMQ's, the stats cache's). A client with no
+ * listener has its errors printed raw by the driver, with stack and socket details, on every
+ * reconnect attempt; this logs the message only, at most once per interval, and counts the rest.
+ */
+export function redisErrorListener(
+  logger: Logger,
+  client: string,
+  msg = 'redis connection error',
+): (err: unknown) => void {
+  let lastLogged = 0;
+  let suppressed = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - lastLogged < ERROR_LOG_INTERVAL_MS) {
+      suppressed++;
+      return;
+    }
+    lastLogged = now;
+    const message = err instanceof Error ? err.message : String(err);
+    logger.warn({ err: { message }, client, ...(suppressed > 0 ? { suppressed } : {}) }, msg);
+    suppressed = 0;
+  };
+}
+
 export function createRedisClient(config: RedisConfig, logger: Logger, name: string): Redis {
   const client = new Redis({
     host: config.host,
@@ -19,14 +47,7 @@ export function createRedisClient(config: RedisConfig, logger: Logger, name: str
     enableOfflineQueue: false,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
   });
-  let lastLogged = 0;
-  client.on('error', (err: Error) => {
-    const now = Date.now();
-    if (now - lastLogged > 10_000) {
-      lastLogged = now;
-      logger.warn({ err: { message: err.message }, client: name }, 'redis connection error');
-    }
-  });
+  client.on('error', redisErrorListener(logger, name));
   return client;
 }
 

@@ -11,7 +11,9 @@
  * BENCH_KEEP_DB=1, BENCH_SERVICE_NODE_ARGS (e.g. --cpu-prof), BENCH_ROLLUPS=off (the service without its
  * ledger tail processor, to see what the stats rollups cost), BENCH_SERVICE_ROLE (all; api measures the
  * API process alone, as the api Deployment runs it), and DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD,
- * REDIS_HOST/REDIS_PORT. The service's peak RSS (VmHWM) is reported with the results.
+ * REDIS_HOST/REDIS_PORT, BENCH_MIXED_SECONDS (0: off; otherwise a mixed load on the service alone
+ * afterwards, with BENCH_MIXED_CONNECTIONS (32): consume with a unique key, balance, stats and
+ * history reads in turn). The service's peak RSS (VmHWM) is reported with the results.
  */
 const { randomBytes } = require('node:crypto');
 const path = require('node:path');
@@ -47,6 +49,8 @@ const settings = {
   keepDb: env.BENCH_KEEP_DB === '1',
   rollups: env.BENCH_ROLLUPS !== 'off',
   role: env.BENCH_SERVICE_ROLE || 'all',
+  mixedSeconds: num('BENCH_MIXED_SECONDS', 0),
+  mixedConnections: num('BENCH_MIXED_CONNECTIONS', 32),
   db: {
     host: env.DB_HOST || '127.0.0.1',
     port: num('DB_PORT', 3306),
@@ -117,6 +121,51 @@ function drive({ url, pathFor, headers, seconds }) {
   });
 }
 
+/** The issue's soak: each connection consumes (unique key), reads a balance, the stats and a history page, in turn. */
+function driveMixed({ url, serviceToken, operatorToken, randomId, seconds }) {
+  const runId = randomBytes(6).toString('hex');
+  let counter = 0;
+  const service = { authorization: `Bearer ${serviceToken}` };
+  const operator = { authorization: `Bearer ${operatorToken}` };
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url,
+        connections: settings.mixedConnections,
+        duration: seconds,
+        pipelining: 1,
+        timeout: 10,
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (req) => ({
+              ...req,
+              path: `/api/v1/quota/members/${randomId()}/consume`,
+              headers: { ...service, 'content-type': 'application/json', 'idempotency-key': `${runId}-${counter++}` },
+              body: '{"amount":1}',
+            }),
+          },
+          {
+            method: 'GET',
+            setupRequest: (req) => ({ ...req, path: `/api/v1/quota/members/${randomId()}`, headers: service }),
+          },
+          { method: 'GET', path: '/api/v1/admin/quota/stats?membership_type=bench', headers: operator },
+          {
+            method: 'GET',
+            setupRequest: (req) => ({
+              ...req,
+              path: `/api/v1/admin/quota/history?member_id=${randomId()}&limit=20`,
+              headers: operator,
+            }),
+          },
+        ],
+      },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+    instance.on('error', () => undefined);
+  });
+}
+
 function summarise(result) {
   const codes = result.statusCodeStats || {};
   const count = (code) => (codes[code] ? codes[code].count : 0);
@@ -155,7 +204,7 @@ async function main() {
   for (const host of [settings.db.host, settings.redis.host]) {
     if (!LOOPBACK.has(host)) throw new Error(`the benchmark runs on loopback only; refusing host ${host}`);
   }
-  const budgetSeconds = (settings.warmup + settings.duration) * 4 * settings.rounds + 300;
+  const budgetSeconds = (settings.warmup + settings.duration) * 4 * settings.rounds + settings.mixedSeconds + 300;
   const guard = setTimeout(() => {
     log(`time limit of ${budgetSeconds} s reached; stopping`);
     cleanup().finally(() => process.exit(1));
@@ -210,13 +259,15 @@ async function main() {
     'SELECT COUNT(*), SUM(m.quota_balance), SUM(c.max_quota) FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type',
   );
 
-  log('creating the service user (npm run cli -- user:create)');
-  await runToCompletion(
-    'user:create',
-    path.join(ROOT, 'dist/src/cli/main.js'),
-    ['user:create', '--email', 'bench-service@example.test', '--role', 'service', '--password', password],
-    serviceEnv,
-  );
+  log('creating the service and operator users (npm run cli -- user:create)');
+  for (const role of ['service', 'operator']) {
+    await runToCompletion(
+      'user:create',
+      path.join(ROOT, 'dist/src/cli/main.js'),
+      ['user:create', '--email', `bench-${role}@example.test`, '--role', role, '--password', password],
+      serviceEnv,
+    );
+  }
 
   const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, SERVICE_NODE_ARGS);
   const baseline = start('baseline', path.join(__dirname, 'baseline-server.js'), [], {
@@ -232,13 +283,16 @@ async function main() {
   );
   await waitUntil(async () => (await fetch(`${baselineUrl}/`)).status === 404, 10_000, 'the baseline');
 
-  const login = await fetch(`${serviceUrl}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: 'bench-service@example.test', password }),
-  });
-  if (login.status !== 200) throw new Error(`login failed with ${login.status}`);
-  const token = (await login.json()).data.access_token;
+  const tokenOf = async (role) => {
+    const login = await fetch(`${serviceUrl}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: `bench-${role}@example.test`, password }),
+    });
+    if (login.status !== 200) throw new Error(`login as ${role} failed with ${login.status}`);
+    return (await login.json()).data.access_token;
+  };
+  const token = await tokenOf('service');
 
   const span = ids.hi - ids.lo + 1;
   const randomId = () => ids.lo + Math.floor(Math.random() * span);
@@ -273,6 +327,20 @@ async function main() {
     }
   }
 
+  let mixed = null;
+  if (settings.mixedSeconds > 0) {
+    log(`mixed load on the service for ${settings.mixedSeconds} s`);
+    mixed = summarise(
+      await driveMixed({
+        url: serviceUrl,
+        serviceToken: token,
+        operatorToken: await tokenOf('operator'),
+        randomId,
+        seconds: settings.mixedSeconds,
+      }),
+    );
+  }
+
   const serviceRssMb = peakRssMb(service.child.pid);
   const [[ledger]] = await admin.query(
     `SELECT COUNT(*) AS checked, COALESCE(SUM(m.quota_balance <> COALESCE(s.total, 0)), 0) AS mismatches
@@ -303,6 +371,12 @@ async function main() {
       `${scenario.padEnd(7)} service/baseline (best run of each): req/s ${rpsRatio.toFixed(2)}x (target >= 0.70: ${rpsRatio >= 0.7 ? 'met' : 'NOT met'}), ` +
         `p99 ${p99Ratio.toFixed(2)}x (target <= 2.00: ${p99Ratio <= 2 ? 'met' : 'NOT met'}), ` +
         `service non-2xx other than 409: ${s.otherNon2xx + s.errors}`,
+    );
+  }
+  if (mixed) {
+    out.push(
+      `mixed load (consume, balance, stats, history; ${settings.mixedConnections} connections, ${settings.mixedSeconds} s): ` +
+        `${mixed.rps.toFixed(0)} req/s, p50 ${mixed.p50} ms, p99 ${mixed.p99} ms, non-2xx other than 409: ${mixed.otherNon2xx + mixed.errors}`,
     );
   }
   out.push(`service (APP_ROLE=${settings.role}) peak RSS over the whole run: ${serviceRssMb.toFixed(0)} MB`);

@@ -32,6 +32,28 @@ function container(d: Manifest) {
 
 const STRONG_SECRET = 'k8s-manifest-check-Zx8#kq2!Lm9@Vb4$Np7%Rt1^';
 
+/**
+ * Peak RSS per role under the benchmarks with the heap capped at 256 MB (README, "Kubernetes"):
+ * the API under the consume bench and a 2-minute mixed load, the worker under a 1,000,000-member
+ * bulk adjustment. Re-measure and update them with the manifests.
+ */
+const MEASURED_PEAK_RSS_MB = { api: 246, worker: 209 };
+/** The image's --max-semi-space-size (Dockerfile CMD): the young generation is two of these. */
+const IMAGE_SEMI_SPACE_MB = 32;
+/** Code, buffers, sockets and the allocator's slack outside the V8 heap, measured well under this. */
+const OUTSIDE_HEAP_MB = 128;
+
+interface Resources {
+  cpu: string;
+  memory: string;
+}
+
+function mebibytes(quantity: string): number {
+  const match = /^(\d+)(Mi|Gi)$/.exec(quantity);
+  if (!match) throw new Error(`unexpected memory quantity ${quantity}`);
+  return Number(match[1]) * (match[2] === 'Gi' ? 1024 : 1);
+}
+
 /** What a pod's process sees: ConfigMap, Secret (with a real secret in place of the example's), own env. */
 function podEnv(d: Manifest): Record<string, string> {
   const secret = byKind('Secret')[0];
@@ -121,6 +143,28 @@ describe('Kubernetes manifests', () => {
       expect(c.resources.limits).toEqual({ cpu: expect.any(String), memory: expect.any(String) });
     },
   );
+
+  it.each([
+    ['quota-service-api', MEASURED_PEAK_RSS_MB.api],
+    ['quota-service-worker', MEASURED_PEAK_RSS_MB.worker],
+  ])('%s requests at least its measured peak and caps the V8 heap below its memory limit', (name, peak) => {
+    const d = deployment(name);
+    const { requests, limits } = container(d).resources as { requests: Resources; limits: Resources };
+    const heapCap = /--max-old-space-size=(\d+)/.exec(envOf(d).NODE_OPTIONS ?? '');
+    expect(heapCap).not.toBeNull();
+    // The old space at its cap, the young generation (two semi-spaces of the image's size) and
+    // what lives outside the heap (code, buffers, sockets) must fit under the limit.
+    const worstCaseMb = Number(heapCap![1]) + 2 * IMAGE_SEMI_SPACE_MB + OUTSIDE_HEAP_MB;
+    expect(mebibytes(limits.memory)).toBeGreaterThanOrEqual(worstCaseMb);
+    expect(mebibytes(requests.memory)).toBeGreaterThanOrEqual(peak * 1.1);
+    expect(mebibytes(limits.memory)).toBeGreaterThanOrEqual(peak * 1.5);
+  });
+
+  it('the image caps the heap by default and runs with the young generation the limits assume', () => {
+    const dockerfile = readFileSync(join(__dirname, '../../Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/NODE_OPTIONS=--max-old-space-size=\d+/);
+    expect(dockerfile).toContain(`--max-semi-space-size=${IMAGE_SEMI_SPACE_MB}`);
+  });
 
   it('grace periods cover the preStop pause, the readiness drain and the shutdown timeout', () => {
     for (const name of ['quota-service-api', 'quota-service-worker']) {

@@ -23,7 +23,7 @@ export function registerBodyParsers(app: NestFastifyApplication): void {
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   app.useBodyParser<RawServerDefault>('application/json', {}, (request, body, done) => {
     if (body.length === 0) return done(null, EMPTY_BODY);
-    parseJson(request, body.toString('utf8'), done);
+    void parseJson(request, body.toString('utf8'), done);
   });
   app.useBodyParser<RawServerDefault>('*', {}, (request, body, done) => {
     if (body.length === 0) return done(null, EMPTY_BODY);

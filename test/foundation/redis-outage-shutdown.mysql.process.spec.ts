@@ -26,6 +26,7 @@ interface LogLine {
   msg?: string;
   time?: string;
   client?: string;
+  check?: string;
   [key: string]: unknown;
 }
 

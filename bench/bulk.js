@@ -47,7 +47,7 @@ const settings = {
   redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
 };
 
-/** Targets from the issue, for a size in members. */
+/** The goals for each size, in members: seconds to finish. */
 const TARGET_SECONDS = { 100000: 4, 1000000: 30 };
 const TARGET_RSS_MB = 300;
 const TARGET_SPEEDUP = 25;

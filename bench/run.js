@@ -92,77 +92,71 @@ async function seed(conn) {
   return { lo: Number(range.lo), hi: Number(range.hi) };
 }
 
-function drive({ url, pathFor, headers, seconds }) {
-  const runId = randomBytes(6).toString('hex');
-  let counter = 0;
+/** One autocannon run against a server; resolves with its result. */
+function load(options) {
   return new Promise((resolve, reject) => {
-    const instance = autocannon(
-      {
-        url,
-        connections: settings.connections,
-        duration: seconds,
-        pipelining: 1,
-        timeout: 10,
-        requests: [
-          {
-            method: 'POST',
-            setupRequest: (req) => ({
-              ...req,
-              path: pathFor(),
-              headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': `${runId}-${counter++}` },
-              body: '{"amount":1}',
-            }),
-          },
-        ],
-      },
-      (err, result) => (err ? reject(err) : resolve(result)),
+    const instance = autocannon({ pipelining: 1, timeout: 10, ...options }, (err, result) =>
+      err ? reject(err) : resolve(result),
     );
     instance.on('error', () => undefined);
   });
 }
 
-/** The issue's soak: each connection consumes (unique key), reads a balance, the stats and a history page, in turn. */
+function drive({ url, pathFor, headers, seconds }) {
+  const runId = randomBytes(6).toString('hex');
+  let counter = 0;
+  return load({
+    url,
+    connections: settings.connections,
+    duration: seconds,
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req) => ({
+          ...req,
+          path: pathFor(),
+          headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': `${runId}-${counter++}` },
+          body: '{"amount":1}',
+        }),
+      },
+    ],
+  });
+}
+
+/** A busy deployment's mix: each connection consumes (unique key), reads a balance, the stats and a history page, in turn. */
 function driveMixed({ url, serviceToken, operatorToken, randomId, seconds }) {
   const runId = randomBytes(6).toString('hex');
   let counter = 0;
   const service = { authorization: `Bearer ${serviceToken}` };
   const operator = { authorization: `Bearer ${operatorToken}` };
-  return new Promise((resolve, reject) => {
-    const instance = autocannon(
+  return load({
+    url,
+    connections: settings.mixedConnections,
+    duration: seconds,
+    requests: [
       {
-        url,
-        connections: settings.mixedConnections,
-        duration: seconds,
-        pipelining: 1,
-        timeout: 10,
-        requests: [
-          {
-            method: 'POST',
-            setupRequest: (req) => ({
-              ...req,
-              path: `/api/v1/quota/members/${randomId()}/consume`,
-              headers: { ...service, 'content-type': 'application/json', 'idempotency-key': `${runId}-${counter++}` },
-              body: '{"amount":1}',
-            }),
-          },
-          {
-            method: 'GET',
-            setupRequest: (req) => ({ ...req, path: `/api/v1/quota/members/${randomId()}`, headers: service }),
-          },
-          { method: 'GET', path: '/api/v1/admin/quota/stats?membership_type=bench', headers: operator },
-          {
-            method: 'GET',
-            setupRequest: (req) => ({
-              ...req,
-              path: `/api/v1/admin/quota/history?member_id=${randomId()}&limit=20`,
-              headers: operator,
-            }),
-          },
-        ],
+        method: 'POST',
+        setupRequest: (req) => ({
+          ...req,
+          path: `/api/v1/quota/members/${randomId()}/consume`,
+          headers: { ...service, 'content-type': 'application/json', 'idempotency-key': `${runId}-${counter++}` },
+          body: '{"amount":1}',
+        }),
       },
-      (err, result) => (err ? reject(err) : resolve(result)),
-    );
-    instance.on('error', () => undefined);
+      {
+        method: 'GET',
+        setupRequest: (req) => ({ ...req, path: `/api/v1/quota/members/${randomId()}`, headers: service }),
+      },
+      { method: 'GET', path: '/api/v1/admin/quota/stats?membership_type=bench', headers: operator },
+      {
+        method: 'GET',
+        setupRequest: (req) => ({
+          ...req,
+          path: `/api/v1/admin/quota/history?member_id=${randomId()}&limit=20`,
+          headers: operator,
+        }),
+      },
+    ],
   });
 }
 

@@ -1,38 +1,12 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import request from 'supertest';
 import { AuditLogEntry } from '../../src/audit/audit-log.entity';
 import { User } from '../../src/auth/user.entity';
 import { createTestMember } from '../support/auth';
+import { BUILT_CLI, runCli } from '../support/service-process';
 import { baseTestEnv, startTestApp, type TestApp } from '../support/test-app';
 import { createTestDatabase, type TestDatabase } from '../support/test-database';
 import { dataSourceOf } from './helpers';
-
-const CLI = join(__dirname, '../../dist/src/cli/main.js');
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI as `npm run cli -- ...` does, with only the given environment. */
-function runCli(env: Record<string, string>, args: string[], stdin?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin ?? '');
-  });
-}
 
 describe('npm run cli -- user:create', () => {
   let database: TestDatabase;
@@ -41,7 +15,7 @@ describe('npm run cli -- user:create', () => {
 
   beforeAll(async () => {
     // jest's global setup builds dist/ (tsc -p tsconfig.build.json) unless SKIP_BUILD=1.
-    expect(existsSync(CLI)).toBe(true);
+    expect(existsSync(BUILT_CLI)).toBe(true);
     database = await createTestDatabase();
     env = baseTestEnv(database);
     // The service applies migrations and then shares the database with the CLI runs below.

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +5,9 @@ import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import { MIGRATIONS } from '../../src/database/migrations';
 import {
+  BUILT_CLI,
   freePort,
+  runNode,
   spawnService,
   waitFor,
   waitForOutput,
@@ -25,38 +26,11 @@ import {
 } from '../support/tls-servers';
 
 const ROOT = join(__dirname, '../..');
-const CLI = join(ROOT, 'dist/src/cli/main.js');
+const CLI = BUILT_CLI;
 const ORMCONFIG = join(ROOT, 'dist/ormconfig.js');
 const TYPEORM_CLI = join(ROOT, 'node_modules/typeorm/cli.js');
 const API = '/api/v1';
 const PREFIX = 'quota-tls-test';
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a built entry point as `npm run cli` / `npm run migration:run` do, with only the given environment. */
-function runNode(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function without(env: Record<string, string>, ...names: string[]): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([name]) => !names.includes(name)));

@@ -1,23 +1,7 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { createMember, sql } from '../support/quota-factories';
+import { runCli } from '../support/service-process';
 import { baseTestEnv, startTestApp, type TestApp } from '../support/test-app';
 import { createTestDatabase, type TestDatabase } from '../support/test-database';
-
-const CLI = join(__dirname, '../../dist/src/cli/main.js');
-
-function runCli(env: Record<string, string>, args: string[]): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout }));
-  });
-}
 
 describe('npm run cli -- quota:verify', () => {
   let database: TestDatabase;

@@ -4,6 +4,48 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 export const BUILT_MAIN = join(__dirname, '../../dist/src/main.js');
+/** The built CLI, as `npm run cli -- ...` runs it. */
+export const BUILT_CLI = join(__dirname, '../../dist/src/cli/main.js');
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs a built entry point (the CLI, the TypeORM CLI) to its end with only the given environment,
+ * from the repository root; killed after `timeoutMs`.
+ */
+export function runNode(
+  args: readonly string[],
+  env: Record<string, string>,
+  options: { stdin?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...args], {
+      cwd: join(__dirname, '../..'),
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+/** `npm run cli -- <args>` on the built CLI. */
+export function runCli(env: Record<string, string>, args: readonly string[], stdin?: string): Promise<RunResult> {
+  return runNode([BUILT_CLI, ...args], env, { stdin });
+}
 
 export async function freePort(): Promise<number> {
   const server = createServer();

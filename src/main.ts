@@ -6,14 +6,12 @@ import { BootstrapAdmin } from './auth/bootstrap-admin';
 import { createRootLogger, flushLogs } from './common/logging';
 import { AppConfig, ConfigError } from './config/app-config';
 import { loadConfigFromProcess } from './config/config.module';
+import { describeDatabase } from './database/describe';
 import { describeTls } from './config/tls';
 import { LifecycleState } from './health/lifecycle-state';
 
 function describeMode(config: AppConfig): string {
-  const db =
-    config.database.kind === 'sqlite'
-      ? `embedded SQLite at ${config.database.path}`
-      : `MySQL ${config.database.host}:${config.database.port}/${config.database.database} (${describeTls(config.database.tls)})`;
+  const db = describeDatabase(config.database);
   const queue = config.redis
     ? `Redis ${config.redis.host}:${config.redis.port} (${describeTls(config.redis.tls)})`
     : 'in-process jobs (no Redis)';

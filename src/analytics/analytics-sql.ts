@@ -1,13 +1,9 @@
-import { readTimestamp, type SqlSession } from '../quota/quota-database';
+import { readTimestamp, type SqlSession } from '../database/sql-session';
 import type { LedgerRow } from './ledger-fold';
 
 /** The database's clock in epoch ms, so every instance cuts the tail at the same instant. */
 export async function databaseNowMs(s: SqlSession): Promise<number> {
-  const sql =
-    s.dialect === 'mysql'
-      ? 'SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS now_ms'
-      : "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now_ms";
-  const rows = await s.rows<{ now_ms: unknown }>(sql);
+  const rows = await s.rows<{ now_ms: unknown }>(s.sql.nowMsSql);
   return Number(rows[0].now_ms);
 }
 
@@ -51,7 +47,7 @@ export function toLedgerRow(r: RawLedgerRow): LedgerRow {
 }
 
 /**
- * Multi-row upsert on either dialect. `add` columns are added to the stored value, the rest
+ * Multi-row upsert on either driver. `add` columns are added to the stored value, the rest
  * replace it.
  */
 export async function upsert(
@@ -64,14 +60,7 @@ export async function upsert(
   chunkSize = 500,
 ): Promise<void> {
   const updated = columns.filter((c) => !keys.includes(c));
-  const set =
-    s.dialect === 'mysql'
-      ? updated.map((c) => (add.includes(c) ? `${c} = ${c} + VALUES(${c})` : `${c} = VALUES(${c})`))
-      : updated.map((c) => (add.includes(c) ? `${c} = ${c} + excluded.${c}` : `${c} = excluded.${c}`));
-  const tail =
-    s.dialect === 'mysql'
-      ? `ON DUPLICATE KEY UPDATE ${set.join(', ')}`
-      : `ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set.join(', ')}`;
+  const tail = s.sql.upsertTail(keys, updated, add);
   for (let i = 0; i < rows.length; i += chunkSize) {
     const chunk = rows.slice(i, i + chunkSize);
     const values = chunk.map(() => `(${marks(columns.length)})`).join(', ');

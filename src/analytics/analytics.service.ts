@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { ValidationFailedError } from '../common/app-error';
 import { AppConfig } from '../config/app-config';
-import { QuotaDatabase, readTimestamp, sqlTimestamp } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
+import { readTimestamp, sqlTimestamp } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
 import type { AnomalyKind } from './anomaly-detector';
 import { ANOMALIES_DEFAULT_LIMIT, type AnomaliesQuery, type AnomalyView, type StatsQuery } from './dto';

@@ -2,7 +2,8 @@ import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationB
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
-import { QuotaDatabase, sqlTimestamp } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
+import { sqlTimestamp } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
 
 const DAY_MS = 86_400_000;

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { QuotaDatabase, readBoolean, sqlTimestamp, type SqlSession } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
+import { readBoolean, sqlTimestamp, type SqlSession } from '../database/sql-session';
 import {
   databaseNowMs,
   idText,

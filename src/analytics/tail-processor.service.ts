@@ -2,7 +2,8 @@ import { Inject, Injectable, type OnApplicationBootstrap, type BeforeApplication
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
-import { QuotaDatabase, sqlTimestamp, type SqlSession } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
+import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
 import {
   databaseNowMs,
@@ -129,9 +130,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
 
   private async processBatch(s: SqlSession): Promise<TailRun> {
     const locked = await s.rows<{ last_history_id: unknown }>(
-      `SELECT last_history_id FROM quota_analytics_state WHERE name = ?${
-        s.dialect === 'mysql' ? ' FOR UPDATE SKIP LOCKED' : ''
-      }`,
+      `SELECT last_history_id FROM quota_analytics_state WHERE name = ?${s.sql.forUpdateSkipLocked}`,
       [TAIL_STATE],
     );
     if (locked.length === 0) return { ran: false, processed: 0, watermark: '0', anomalies: [], more: false };

@@ -3,6 +3,7 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Not, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { AppError, NotFoundError, ValidationFailedError } from '../common/app-error';
+import { dialectOf } from '../database/dialect';
 import { Member } from '../quota/entities/member.entity';
 import { PasswordHasher } from './password-hasher';
 import type { Principal, Role } from './principal';
@@ -243,6 +244,6 @@ export class UsersService {
 
   /** SQLite serialises writers by itself and has no row locks; MySQL needs FOR UPDATE. */
   private rowLock(): { lock?: { mode: 'pessimistic_write' } } {
-    return this.dataSource.options.type === 'mysql' ? { lock: { mode: 'pessimistic_write' } } : {};
+    return dialectOf(this.dataSource).pessimisticWrite;
   }
 }

@@ -117,8 +117,12 @@ describe('loadConfig', () => {
       username: 'production_user',
       password: 'production_password',
       poolSize: 10,
+      batchPoolSize: 10,
     });
     expect(config.redis).toEqual({ host: 'cache.internal', port: 6380, password: 'pw', db: 2, prefix: 'quota-eu' });
+    const sized = loadConfig({ DB_CONNECTION: 'mysql', DB_POOL_SIZE: '20', DB_BATCH_POOL_SIZE: '4' });
+    expect(sized.database).toMatchObject({ poolSize: 20, batchPoolSize: 4 });
+    expect(loadConfig({ DB_CONNECTION: 'mysql', DB_POOL_SIZE: '20' }).database).toMatchObject({ batchPoolSize: 20 });
     expect(config.isProduction).toBe(true);
     expect(config.migrationsRun).toBe(false);
     expect(config.logLevel).toBe('error');

@@ -40,6 +40,8 @@ export interface MysqlDatabaseConfig {
   readonly username: string;
   readonly password: string;
   readonly poolSize: number;
+  /** Connections of the consume/refund batch's own pool, the only one allowing several statements per query. */
+  readonly batchPoolSize: number;
   readonly tls: TlsConfig | undefined;
 }
 
@@ -320,6 +322,7 @@ function readDatabase(read: EnvReader, isProduction: boolean): DatabaseConfig {
   }
   const needed = (name: string, fallback: string): string =>
     isProduction ? read.required(name) : read.string(name, fallback);
+  const poolSize = read.integer('DB_POOL_SIZE', 10, 1, 500);
   return {
     kind: 'mysql',
     host: needed('DB_HOST', '127.0.0.1'),
@@ -327,7 +330,8 @@ function readDatabase(read: EnvReader, isProduction: boolean): DatabaseConfig {
     database: needed('DB_DATABASE', 'quota'),
     username: needed('DB_USERNAME', 'root'),
     password: read.raw('DB_PASSWORD') ?? '',
-    poolSize: read.integer('DB_POOL_SIZE', 10, 1, 500),
+    poolSize,
+    batchPoolSize: read.integer('DB_BATCH_POOL_SIZE', poolSize, 1, 500),
     tls,
   };
 }

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import * as mysql2 from 'mysql2';
 import type { DataSourceOptions } from 'typeorm';
-import type { DatabaseConfig } from '../config/app-config';
+import type { DatabaseConfig, MysqlDatabaseConfig } from '../config/app-config';
 import { mysqlSslOptions } from '../config/tls';
 import { ENTITIES } from './entities';
 import { MIGRATIONS } from './migrations';
@@ -102,9 +102,9 @@ export function buildDataSourceOptions(database: DatabaseConfig, migrationsRun: 
     // With DB_SSL every pooled connection is TLS with the certificate verified; mysql2 never falls
     // back to plain text when the server offers no TLS, it refuses to connect.
     ssl: database.tls ? mysqlSslOptions(database.tls) : undefined,
-    // The consume path sends its whole transaction as one query (QuotaDatabase.batch). Every
-    // value travels as an escaped `?` parameter, never spliced into SQL text.
-    multipleStatements: true,
+    // Only the consume batch's own pool (createBatchPool) accepts several statements per query,
+    // so a value ever spliced into SQL text elsewhere cannot stack a second statement.
+    multipleStatements: false,
     extra: {
       enableKeepAlive: true,
       maxIdle: database.poolSize,
@@ -112,4 +112,32 @@ export function buildDataSourceOptions(database: DatabaseConfig, migrationsRun: 
       decimalNumbers: true,
     },
   };
+}
+
+/**
+ * The pool of QuotaDatabase.batch: the consume and refund transactions sent as one query, so the
+ * only connections with `multipleStatements`. Same session setup (strict mode, UTC), TLS and value
+ * handling as TypeORM's pool; DB_BATCH_POOL_SIZE connections. Every value travels as an escaped
+ * `?` parameter, never spliced into SQL text (src/database/sql-interpolation.spec.ts).
+ */
+export function createBatchPool(database: MysqlDatabaseConfig): mysql2.Pool {
+  return strictMysql2.createPool({
+    host: database.host,
+    port: database.port,
+    user: database.username,
+    password: database.password,
+    database: database.database,
+    charset: 'utf8mb4_unicode_ci',
+    timezone: 'Z',
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    decimalNumbers: true,
+    connectTimeout: 3000,
+    ssl: database.tls ? mysqlSslOptions(database.tls) : undefined,
+    multipleStatements: true,
+    connectionLimit: database.batchPoolSize,
+    maxIdle: database.batchPoolSize,
+    idleTimeout: 60_000,
+    enableKeepAlive: true,
+  });
 }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Gauge, Histogram } from 'prom-client';
 import { MetricsRegistry } from '../metrics/metrics.module';
-import { QuotaDatabase } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
 
 @Injectable()
 export class JobsMetrics {

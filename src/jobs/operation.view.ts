@@ -1,4 +1,4 @@
-import { readBoolean, readNullableTimestamp, readTimestamp } from '../quota/quota-database';
+import { readBoolean, readNullableTimestamp, readTimestamp } from '../database/sql-session';
 import type { BulkMode, OperationKind } from '../quota/ledger-bulk.service';
 
 export type OperationStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
 import { OperationRecorder } from '../quota/ledger-bulk.service';
-import { QuotaDatabase } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
 import { QueueDriver } from './queue-driver';
 import { ResetScheduler } from './reset-scheduler.service';
 

@@ -6,7 +6,8 @@ import { AppError, NotFoundError, ValidationFailedError, type FieldError } from 
 import { IDEMPOTENCY_TTL_MS, keyHash } from '../quota/idempotency.service';
 import { OperationRecorder, type BulkMode, type OperationKind } from '../quota/ledger-bulk.service';
 import { MAX_BALANCE } from '../quota/ledger.service';
-import { dbErrorKind, QuotaDatabase, readTimestamp, sqlTimestamp, type SqlSession } from '../quota/quota-database';
+import { QuotaDatabase } from '../database/database';
+import { dbErrorKind, readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
 import {
   IdempotencyKeyInUseError,
   IdempotencyKeyMismatchError,
@@ -163,7 +164,7 @@ export class OperationsService {
   /** What a bulk adjustment would do, changing and queueing nothing. */
   async dryRun(input: BulkAdjustInput): Promise<DryRunAnswer> {
     const change = this.checkShape(input);
-    const target = this.db.dialect === 'mysql' ? 'LEAST(GREATEST(?, 0), ?)' : 'MIN(MAX(?, 0), ?)';
+    const target = this.db.sql.least(this.db.sql.greatest('?', '0'), '?');
     const expression = change.mode === 'delta' ? target.replace('?', 'quota_balance + ?') : target;
     const count = `SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN ${expression} <> quota_balance THEN 1 ELSE 0 END), 0) AS would_change FROM members`;
     return this.db.read(async (s) => {
@@ -242,7 +243,7 @@ export class OperationsService {
     await this.db.transaction(
       async (s) => {
         const rows = await s.rows<{ status: OperationStatus }>(
-          `SELECT status FROM quota_operations WHERE id = ?${s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+          `SELECT status FROM quota_operations WHERE id = ?${s.sql.forUpdate}`,
           [id],
         );
         if (rows.length === 0) throw new NotFoundError('Operation');
@@ -341,7 +342,7 @@ export class OperationsService {
   /** The first answer for a key still within its 24 h; an expired key is released for reuse. */
   private async replay(s: SqlSession, dedupeKey: string, requestHash: string): Promise<BulkAccepted | null> {
     const rows = await s.rows<{ id: unknown; request_hash: string; total: unknown; created_at: unknown }>(
-      `SELECT id, request_hash, total, created_at FROM quota_operations WHERE dedupe_key = ?${s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+      `SELECT id, request_hash, total, created_at FROM quota_operations WHERE dedupe_key = ?${s.sql.forUpdate}`,
       [dedupeKey],
     );
     if (rows.length === 0) return null;

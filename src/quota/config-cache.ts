@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { QuotaDatabase } from './quota-database';
+import { QuotaDatabase } from '../database/database';
 import { CONFIG_COLUMNS, toConfig, type ConfigRow, type QuotaConfigView } from './quota.views';
 
 /** Configs change rarely; another instance's change shows up here within this time. */

@@ -6,7 +6,8 @@ import { ConfigCache } from './config-cache';
 import { OperationRecorder } from './ledger-bulk.service';
 import type { ConfigApplyMode } from './dto/config.dto';
 import type { ResetPeriod } from './entities/quota-config.entity';
-import { dbErrorKind, sqlTimestamp, QuotaDatabase, type SqlSession } from './quota-database';
+import { QuotaDatabase } from '../database/database';
+import { dbErrorKind, sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { ConfigInUseError, DuplicateMembershipTypeError } from './quota.errors';
 import { CONFIG_COLUMNS, configJson, toConfig, type ConfigRow, type QuotaConfigView } from './quota.views';
 
@@ -193,7 +194,7 @@ export class ConfigsService {
 
   private async find(s: SqlSession, id: string, lock = false): Promise<QuotaConfigView | null> {
     const rows = await s.rows<ConfigRow>(
-      `SELECT ${CONFIG_COLUMNS} FROM member_quota_config WHERE id = ?${lock && s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+      `SELECT ${CONFIG_COLUMNS} FROM member_quota_config WHERE id = ?${lock ? s.sql.forUpdate : ''}`,
       [id],
     );
     return rows.length === 0 ? null : toConfig(rows[0]);

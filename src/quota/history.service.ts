@@ -2,7 +2,8 @@ import { Injectable } from '@nestjs/common';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
 import { checkLedger, type IntegrityReport } from './integrity';
-import { sqlTimestamp, QuotaDatabase } from './quota-database';
+import { QuotaDatabase } from '../database/database';
+import { sqlTimestamp } from '../database/sql-session';
 import { HISTORY_COLUMNS, type HistoryRow } from './quota.views';
 
 export interface HistoryFilter {

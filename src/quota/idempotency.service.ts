@@ -5,16 +5,16 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { AppError } from '../common/app-error';
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
+import { QuotaDatabase } from '../database/database';
 import {
   compactSql,
   dbErrorKind,
   readTimestamp,
   sqlTimestamp,
-  QuotaDatabase,
   type SqlSession,
   type Statement,
   type TransactionOptions,
-} from './quota-database';
+} from '../database/sql-session';
 import { IdempotencyKeyInUseError, IdempotencyKeyMismatchError } from './quota.errors';
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { MAX_BALANCE } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
-import { sqlTimestamp, type SqlSession } from './quota-database';
+import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 
 export type BulkMode = 'delta' | 'set';
 export type OperationKind = 'bulk_adjust' | 'config_propagation' | 'periodic_reset';
@@ -126,12 +126,12 @@ export class LedgerBulkService {
    * for the chunk (or the chunk for it) instead of the two deadlocking, and reads their balances.
    */
   private async lockChunk(s: SqlSession, chunk: BulkChunk): Promise<LockedMember[]> {
-    const lock = s.dialect === 'mysql' ? ' FOR UPDATE' : '';
+    const lock = s.sql.forUpdate;
     let rows: { id: unknown; quota_balance: unknown }[];
     if (chunk.selection.kind === 'membership_type') {
       // MariaDB otherwise reads the type's index from its first entry up to the cursor (a `ref`
       // lookup on membership_type alone), which makes every chunk slower than the one before.
-      const index = s.dialect === 'mysql' ? ' FORCE INDEX (idx_members_membership_type)' : '';
+      const index = s.sql.forceIndex('idx_members_membership_type');
       rows = await s.rows(
         `SELECT id, quota_balance FROM members${index} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT ?${lock}`,
         [chunk.selection.membershipType, chunk.afterId, chunk.limit],

@@ -4,16 +4,16 @@ import { INVALID_TOKEN } from '../auth/token-errors';
 import { NotFoundError } from '../common/app-error';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { QuotaMetrics } from './quota.metrics';
+import { QuotaDatabase } from '../database/database';
 import {
   compactSql,
   dbErrorKind,
   readBoolean,
   sqlTimestamp,
-  QuotaDatabase,
   type ExecResult,
   type SqlSession,
   type Statement,
-} from './quota-database';
+} from '../database/sql-session';
 import {
   BalanceOutOfRangeError,
   ConfigInactiveError,
@@ -67,7 +67,7 @@ interface MemberState {
   callerValid: boolean;
 }
 
-/** The condition a pending caller check adds to an update (both dialects). */
+/** The condition a pending caller check adds to an update (on either driver). */
 const CALLER_HOLDS = 'EXISTS (SELECT 1 FROM users u WHERE u.id = ? AND u.is_active = 1 AND u.token_version = ?)';
 
 function callerCondition(change: LedgerChange): { sql: string; params: unknown[] } {
@@ -177,9 +177,7 @@ export class LedgerService {
   /** Sets the balance to an exact value: the row is locked, then the difference is applied as a delta. */
   async setBalance(s: SqlSession, change: Omit<LedgerChange, 'delta'> & { newBalance: number }): Promise<LedgerEntry> {
     const rows = await s.rows<{ quota_balance: number }>(
-      s.dialect === 'mysql'
-        ? 'SELECT quota_balance FROM members WHERE id = ? FOR UPDATE'
-        : 'SELECT quota_balance FROM members WHERE id = ?',
+      `SELECT quota_balance FROM members WHERE id = ?${s.sql.forUpdate}`,
       [change.memberId],
     );
     if (rows.length === 0) throw new NotFoundError('Member');
@@ -278,7 +276,7 @@ export class LedgerService {
     // Only the member's row is locked: a lock on the config row would queue every consume of
     // the type (their update reads it) behind this change.
     const current = await s.rows<{ membership_type: string; quota_balance: number }>(
-      `SELECT membership_type, quota_balance FROM members WHERE id = ?${s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+      `SELECT membership_type, quota_balance FROM members WHERE id = ?${s.sql.forUpdate}`,
       [memberId],
     );
     if (current.length === 0) throw new NotFoundError('Member');
@@ -332,7 +330,7 @@ export class LedgerService {
     change: LedgerChange,
   ): Promise<{ balance: number; configId: string } | null> {
     const { memberId, delta } = change;
-    if (s.dialect === 'mysql') {
+    if (!s.sql.updateReturning) {
       const update = this.updateStatement(change);
       return unpackUpdate(await s.exec(update.sql, update.params));
     }
@@ -445,7 +443,7 @@ export class LedgerService {
 
   private async refuseExisting(s: SqlSession, externalIds: readonly string[], locking = false): Promise<void> {
     const existing: string[] = [];
-    const lock = locking && s.dialect === 'mysql' ? ' LOCK IN SHARE MODE' : '';
+    const lock = locking ? s.sql.forShare : '';
     for (let start = 0; start < externalIds.length; start += INSERT_CHUNK) {
       const chunk = externalIds.slice(start, start + INSERT_CHUNK);
       const rows = await s.rows<{ external_id: string }>(

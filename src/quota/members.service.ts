@@ -3,7 +3,8 @@ import { AuditService } from '../audit/audit.service';
 import { actorId, type Actor } from './actor';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
 import { LedgerService, type NewAccount } from './ledger.service';
-import { sqlTimestamp, QuotaDatabase, type SqlSession } from './quota-database';
+import { QuotaDatabase } from '../database/database';
+import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { MEMBER_COLUMNS, memberJson, toMember, type MemberRow, type MemberView } from './quota.views';
 
 export interface MemberChanges {
@@ -145,7 +146,7 @@ async function findMembers(s: SqlSession, ids: readonly string[]): Promise<Membe
 
 export async function findMember(s: SqlSession, id: string, lock = false): Promise<MemberView | null> {
   const rows = await s.rows<MemberRow>(
-    `SELECT ${MEMBER_COLUMNS} FROM members WHERE id = ?${lock && s.dialect === 'mysql' ? ' FOR UPDATE' : ''}`,
+    `SELECT ${MEMBER_COLUMNS} FROM members WHERE id = ?${lock ? s.sql.forUpdate : ''}`,
     [id],
   );
   return rows.length === 0 ? null : toMember(rows[0]);

@@ -16,7 +16,6 @@ export type ConsumptionResult =
 export class QuotaMetrics {
   readonly consumptions: Counter<'membership_type' | 'result'>;
   readonly ledgerChanges: Counter<'reason'>;
-  readonly transactionRetries: Counter<'kind'>;
   readonly idempotencyKeysPurged: Counter;
 
   constructor(registry: MetricsRegistry) {
@@ -30,12 +29,6 @@ export class QuotaMetrics {
       name: 'quota_ledger_changes_total',
       help: 'Balance changes written to the ledger, by reason.',
       labelNames: ['reason'],
-      registers: [registry],
-    });
-    this.transactionRetries = new Counter({
-      name: 'quota_transaction_retries_total',
-      help: 'Quota transactions retried after a deadlock or lock-wait time-out.',
-      labelNames: ['kind'],
       registers: [registry],
     });
     this.idempotencyKeysPurged = new Counter({

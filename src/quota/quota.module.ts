@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { DatabaseModule } from '../database/database.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
 import { ConfigsController } from './configs.controller';
@@ -10,17 +11,16 @@ import { LedgerBulkService, OperationRecorder } from './ledger-bulk.service';
 import { LedgerService } from './ledger.service';
 import { MembersController } from './members.controller';
 import { MembersService } from './members.service';
-import { QuotaDatabase } from './quota-database';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
 @Module({
+  imports: [DatabaseModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
   controllers: [ConsumptionController, ConfigsController, MembersController, AdminQuotaController],
   providers: [
     QuotaMetrics,
-    QuotaDatabase,
     ConfigCache,
     LedgerService,
     LedgerBulkService,
@@ -35,7 +35,7 @@ import { QuotaService } from './quota.service';
     LedgerService,
     LedgerBulkService,
     OperationRecorder,
-    QuotaDatabase,
+    DatabaseModule,
     QuotaService,
     MembersService,
     ConfigsService,

@@ -14,7 +14,8 @@ import {
 } from './idempotency.service';
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics, type ConsumptionResult } from './quota.metrics';
-import { readBoolean, readNullableTimestamp, QuotaDatabase, type TransactionOptions } from './quota-database';
+import { QuotaDatabase } from '../database/database';
+import { readBoolean, readNullableTimestamp, type TransactionOptions } from '../database/sql-session';
 import { InsufficientQuotaError, type ConfigInactiveError, type MemberInactiveError } from './quota.errors';
 import type { QuotaConfigView } from './quota.views';
 import { nextResetAt } from './reset-schedule';

@@ -1,6 +1,6 @@
 import type { ResetPeriod } from './entities/quota-config.entity';
 import type { HistoryReason } from './entities/quota-history.entity';
-import { readBoolean, readNullableTimestamp, readTimestamp } from './quota-database';
+import { readBoolean, readNullableTimestamp, readTimestamp } from '../database/sql-session';
 
 /** Rows as the raw SQL of this module selects them (column names as in the tables). */
 export interface ConfigRow {

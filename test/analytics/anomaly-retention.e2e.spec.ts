@@ -1,5 +1,5 @@
 import { AnomalyRetention, PRUNE_BATCH } from '../../src/analytics/anomaly-retention.service';
-import { sqlTimestamp } from '../../src/quota/quota-database';
+import { sqlTimestamp } from '../../src/database/sql-session';
 import { parsePrometheusText } from '../support/prometheus';
 import { createConfig, createMember, sql } from '../support/quota-factories';
 import { startTestApp, type TestApp } from '../support/test-app';

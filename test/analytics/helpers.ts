@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { TailProcessor } from '../../src/analytics/tail-processor.service';
-import { sqlTimestamp } from '../../src/quota/quota-database';
+import { sqlTimestamp } from '../../src/database/sql-session';
 import { bearer } from '../support/auth';
 import { sql } from '../support/quota-factories';
 import type { TestApp } from '../support/test-app';

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { LedgerBulkService, type BulkChunk } from '../../src/quota/ledger-bulk.service';
-import type { SqlSession } from '../../src/quota/quota-database';
+import type { SqlSession } from '../../src/database/sql-session';
 import { bearer, loginAs } from '../support/auth';
 import { ledgerReport, quotaSnapshot, sql } from '../support/quota-factories';
 import { startTestApp, type TestApp } from '../support/test-app';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { QuotaDatabase } from '../../src/quota/quota-database';
+import { QuotaDatabase } from '../../src/database/database';
 import { bearer, loginAs } from '../support/auth';
 import { balanceOf, createMember, historyOf, ledgerReport } from '../support/quota-factories';
 import { startTestApp, type TestApp } from '../support/test-app';

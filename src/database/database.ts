@@ -1,96 +1,41 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { Pool } from 'mysql2';
 import type { Logger } from 'pino';
+import { Counter } from 'prom-client';
 import { DataSource, type EntityManager, type QueryRunner } from 'typeorm';
 import { ROOT_LOGGER } from '../common/logger.token';
-import { QuotaMetrics } from './quota.metrics';
+import { AppConfig } from '../config/app-config';
+import { MetricsRegistry } from '../metrics/metrics.module';
+import { createBatchPool } from './data-source-options';
+import { dialectOf, type SqlDialect } from './dialect';
+import {
+  dbErrorKind,
+  type BatchOptions,
+  type ExecResult,
+  type SqlSession,
+  type Statement,
+  type TransactionOptions,
+} from './sql-session';
 
-export type Dialect = 'mysql' | 'sqlite';
+@Injectable()
+export class DatabaseMetrics {
+  readonly transactionRetries: Counter<'kind'>;
 
-export interface ExecResult {
-  /** Rows matched (mysql2 reports found rows) or changed (SQLite). */
-  readonly affected: number;
-  /** The OK packet's insert id (MySQL) or the last inserted rowid (SQLite), as a string. */
-  readonly insertId: string | null;
-}
-
-export type DbErrorKind = 'duplicate' | 'foreign_key' | 'check' | 'deadlock' | 'lock_timeout' | 'autoinc_lock';
-
-const MYSQL_ERRNO: Record<number, DbErrorKind> = {
-  1062: 'duplicate',
-  1451: 'foreign_key',
-  1452: 'foreign_key',
-  3819: 'check',
-  4025: 'check',
-  1213: 'deadlock',
-  1205: 'lock_timeout',
-  // "Failed to read auto-increment value from storage engine": the table's AUTO-INC lock was lost
-  // to a deadlock or a wait. No statement of this service should provoke it (see LedgerBulkService);
-  // a server under other load still can, and the unit of work is then safe to run again.
-  1467: 'autoinc_lock',
-};
-
-const SQLITE_CODES: Record<string, DbErrorKind> = {
-  SQLITE_CONSTRAINT_PRIMARYKEY: 'duplicate',
-  SQLITE_CONSTRAINT_UNIQUE: 'duplicate',
-  SQLITE_CONSTRAINT_FOREIGNKEY: 'foreign_key',
-  SQLITE_CONSTRAINT_CHECK: 'check',
-};
-
-/** What a driver error means for the ledger, on either driver; undefined for anything else. */
-export function dbErrorKind(error: unknown): DbErrorKind | undefined {
-  const candidate = error as { errno?: unknown; code?: unknown; driverError?: { errno?: unknown; code?: unknown } };
-  const errno = candidate?.driverError?.errno ?? candidate?.errno;
-  if (typeof errno === 'number' && MYSQL_ERRNO[errno]) return MYSQL_ERRNO[errno];
-  const code = candidate?.driverError?.code ?? candidate?.code;
-  if (typeof code === 'string') return SQLITE_CODES[code];
-  return undefined;
-}
-
-/** SQL written for reading, as sent: runs of whitespace (layout) become one space. No literal may contain any. */
-export function compactSql(sql: string): string {
-  return sql.replace(/\s+/g, ' ').trim();
-}
-
-/** "YYYY-MM-DD HH:MM:SS.mmm" in UTC: what both drivers store in DATETIME(3) (MySQL sessions run in UTC). */
-export function sqlTimestamp(date: Date): string {
-  return date.toISOString().replace('T', ' ').replace('Z', '');
-}
-
-/** A DATETIME read back: mysql2 gives a Date (UTC), better-sqlite3 the stored UTC text. */
-export function readTimestamp(value: unknown): Date {
-  if (value instanceof Date) return value;
-  if (typeof value === 'string') return new Date(`${value.replace(' ', 'T')}Z`);
-  throw new Error(`unexpected timestamp value ${String(value)}`);
-}
-
-export function readNullableTimestamp(value: unknown): Date | null {
-  return value === null || value === undefined ? null : readTimestamp(value);
-}
-
-/** Booleans come back as 0/1 on both drivers. */
-export function readBoolean(value: unknown): boolean {
-  return value === true || value === 1 || value === '1';
-}
-
-/** A statement runner bound to one connection (inside a transaction, or for one read). */
-export interface SqlSession {
-  readonly dialect: Dialect;
-  /** MariaDB understands `SET STATEMENT var=... FOR <stmt>`; MySQL 8 does not. */
-  readonly isMariaDb: boolean;
-  /**
-   * For collaborators that take an EntityManager (the audit log) inside the same transaction;
-   * only sessions opened with `{ entityManager: true }` have one.
-   */
-  readonly manager: EntityManager;
-  rows<T>(sql: string, params?: readonly unknown[]): Promise<T[]>;
-  exec(sql: string, params?: readonly unknown[]): Promise<ExecResult>;
+  constructor(registry: MetricsRegistry) {
+    this.transactionRetries = new Counter({
+      name: 'quota_transaction_retries_total',
+      help: 'Quota transactions retried after a deadlock, lock-wait time-out or busy database file.',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+  }
 }
 
 /** Through a TypeORM QueryRunner: the embedded database, and MySQL work that needs an EntityManager. */
 class QueryRunnerSession implements SqlSession {
   constructor(
     private readonly runner: QueryRunner,
-    readonly dialect: Dialect,
+    readonly sql: SqlDialect,
     readonly isMariaDb: boolean,
   ) {}
 
@@ -105,10 +50,9 @@ class QueryRunnerSession implements SqlSession {
 
   async exec(sql: string, params: readonly unknown[] = []): Promise<ExecResult> {
     const result = await this.runner.query(sql, [...params], true);
-    const insertId =
-      this.dialect === 'mysql'
-        ? (result.raw as { insertId?: number | string } | undefined)?.insertId
-        : (result.raw as number | bigint | undefined);
+    // TypeORM hands back mysql2's OK packet, or better-sqlite3's last inserted rowid.
+    const raw = result.raw as { insertId?: number | string } | number | bigint | undefined;
+    const insertId = typeof raw === 'object' && raw !== null ? raw.insertId : raw;
     return {
       affected: result.affected ?? 0,
       insertId: insertId === undefined || insertId === null ? null : String(insertId),
@@ -129,10 +73,9 @@ interface MysqlConnection {
  * CPU cost in this process.
  */
 class MysqlSession implements SqlSession {
-  readonly dialect = 'mysql' as const;
-
   constructor(
     private readonly connection: MysqlConnection,
+    readonly sql: SqlDialect,
     readonly isMariaDb: boolean,
   ) {}
 
@@ -160,52 +103,48 @@ class MysqlSession implements SqlSession {
   }
 }
 
-export interface TransactionOptions {
-  /** Deadlocks and lock-wait time-outs are retried this many times (the whole unit of work reruns). */
-  readonly retries?: number;
-  /** The work needs `session.manager` (for the audit log). */
-  readonly entityManager?: boolean;
-}
-
-/** One statement of a batch, with its `?` parameters. */
-export interface Statement {
-  readonly sql: string;
-  readonly params: readonly unknown[];
-}
-
-export interface BatchOptions {
-  /** As for transactions; deadlocks are always retried. */
-  readonly retries?: number;
-  /** Lock wait time-outs are the caller's to interpret (a statement that was told not to wait). */
-  readonly retryLockTimeouts?: boolean;
-}
-
 const DEFAULT_RETRIES = 3;
 
+/** The kinds of failure after which a whole unit of work is run again. */
+function retryable(kind: string | undefined, retryLockTimeouts: boolean): boolean {
+  return (
+    kind === 'deadlock' || kind === 'autoinc_lock' || kind === 'busy' || (kind === 'lock_timeout' && retryLockTimeouts)
+  );
+}
+
 /**
- * The quota module's access to the database: transactions with bounded deadlock retries on
- * MySQL, and on the embedded database one writer at a time.
+ * The service's access to the database: reads, transactions with bounded retries of deadlocks
+ * and busy files, the consume path's one-round-trip batch, and on the embedded database one
+ * writer at a time.
  *
  * better-sqlite3 has a single connection that TypeORM shares between every caller, so two
- * interleaved transactions would nest as savepoints of each other. All quota work on SQLite
- * (reads included, so none sees another's uncommitted rows) therefore runs through one queue.
+ * interleaved transactions would nest as savepoints of each other. All work on SQLite (reads
+ * included, so none sees another's uncommitted rows, and every module's TypeORM writes through
+ * `write`) therefore runs through one queue.
+ *
+ * On MySQL the batch has a small pool of its own, the only one that accepts several statements
+ * per query (DB_BATCH_POOL_SIZE); every other statement goes through TypeORM's pool, which does not.
  */
 @Injectable()
-export class QuotaDatabase implements OnModuleInit {
-  readonly dialect: Dialect;
+export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
+  readonly sql: SqlDialect;
   private mariaDb = false;
   private sqliteTail: Promise<unknown> = Promise.resolve();
+  private batchPool: Pool | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
-    private readonly metrics: QuotaMetrics,
+    private readonly metrics: DatabaseMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly config: AppConfig,
   ) {
-    this.dialect = dataSource.options.type === 'better-sqlite3' ? 'sqlite' : 'mysql';
+    this.sql = dialectOf(dataSource);
   }
 
   async onModuleInit(): Promise<void> {
-    if (this.dialect !== 'mysql') return;
+    const database = this.config.database;
+    if (database.kind !== 'mysql') return;
+    this.batchPool = createBatchPool(database);
     try {
       const rows = await this.dataSource.query<{ version: string }[]>('SELECT VERSION() AS version');
       this.mariaDb = /mariadb/i.test(rows[0]?.version ?? '');
@@ -215,17 +154,23 @@ export class QuotaDatabase implements OnModuleInit {
     }
   }
 
+  async onModuleDestroy(): Promise<void> {
+    const pool = this.batchPool;
+    this.batchPool = undefined;
+    if (pool) await new Promise<void>((resolve) => pool.end(() => resolve()));
+  }
+
   get isMariaDb(): boolean {
     return this.mariaDb;
   }
 
   /** A read outside any transaction (sees only committed data). */
   async read<T>(work: (session: SqlSession) => Promise<T>): Promise<T> {
-    if (this.dialect === 'mysql') return this.withMysqlConnection(work);
+    if (!this.serializes) return this.withMysqlConnection(this.mainConnection(), work);
     return this.serialized(async () => {
       const runner = this.dataSource.createQueryRunner();
       try {
-        return await work(new QueryRunnerSession(runner, this.dialect, this.mariaDb));
+        return await work(new QueryRunnerSession(runner, this.sql, this.mariaDb));
       } finally {
         await runner.release();
       }
@@ -234,15 +179,22 @@ export class QuotaDatabase implements OnModuleInit {
 
   async transaction<T>(work: (session: SqlSession) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     return this.retrying(options.retries ?? DEFAULT_RETRIES, true, () =>
-      this.dialect === 'mysql' && !options.entityManager
-        ? this.onceOnMysql(work)
-        : this.serialized(() => this.once(work)),
+      !this.serializes && !options.entityManager ? this.onceOnMysql(work) : this.serialized(() => this.once(work)),
     );
   }
 
-  /** Whether batch() is available: on MySQL, where the pool sends several statements per query. */
+  /**
+   * TypeORM work outside a transaction (a save, an insert, a read that must not see another
+   * unit's uncommitted rows): on the embedded database it waits its turn with every transaction,
+   * so it never lands inside one that is open on the shared connection.
+   */
+  async write<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return this.retrying(DEFAULT_RETRIES, true, () => this.serialized(() => work(this.dataSource.manager)));
+  }
+
+  /** Whether batch() is available: on MySQL, through the pool that sends several statements per query. */
   get batches(): boolean {
-    return this.dialect === 'mysql';
+    return this.sql.batches;
   }
 
   /**
@@ -253,16 +205,21 @@ export class QuotaDatabase implements OnModuleInit {
    * member's row stays locked for one of them instead of four.
    */
   async batch(statements: readonly Statement[], options: BatchOptions = {}): Promise<ExecResult[]> {
-    if (!this.batches) throw new Error('batched transactions need MySQL');
+    const pool = this.batchPool;
+    if (!this.batches || !pool) throw new Error('batched transactions need MySQL');
     let sql = 'START TRANSACTION';
     const params: unknown[] = [];
     for (const statement of statements) {
-      sql += `;\n${statement.sql}`;
+      sql += ';\n' + statement.sql;
       for (const param of statement.params) params.push(param);
     }
     sql += ';\nCOMMIT';
+    const connect = (): Promise<MysqlConnection> =>
+      new Promise((resolve, reject) =>
+        pool.getConnection((err, connection) => (err ? reject(err) : resolve(connection))),
+      );
     const results = await this.retrying(options.retries ?? DEFAULT_RETRIES, options.retryLockTimeouts ?? true, () =>
-      this.withMysqlConnection(async (session) => {
+      this.withMysqlConnection(connect(), async (session) => {
         try {
           return (await session.query(sql, params)) as { affectedRows?: number; insertId?: number | string }[];
         } catch (err) {
@@ -277,17 +234,20 @@ export class QuotaDatabase implements OnModuleInit {
     }));
   }
 
+  /** The embedded database: one connection, one writer (see the class comment). */
+  private get serializes(): boolean {
+    return !this.sql.batches;
+  }
+
   private async retrying<T>(retries: number, retryLockTimeouts: boolean, run: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await run();
       } catch (err) {
         const kind = dbErrorKind(err);
-        const retryable =
-          kind === 'deadlock' || kind === 'autoinc_lock' || (kind === 'lock_timeout' && retryLockTimeouts);
-        if (!retryable || attempt >= retries) throw err;
+        if (!retryable(kind, retryLockTimeouts) || attempt >= retries) throw err;
         this.metrics.transactionRetries.inc({ kind });
-        this.logger.debug({ kind, attempt }, 'retrying a quota transaction');
+        this.logger.debug({ kind, attempt }, 'retrying a transaction');
         // Jitter spreads the retries of transactions that collided so they do not collide again.
         await new Promise((resolve) => setTimeout(resolve, (attempt + 1) * (5 + Math.random() * 20)));
       }
@@ -301,7 +261,7 @@ export class QuotaDatabase implements OnModuleInit {
       await runner.startTransaction();
       let result: T;
       try {
-        result = await work(new QueryRunnerSession(runner, this.dialect, this.mariaDb));
+        result = await work(new QueryRunnerSession(runner, this.sql, this.mariaDb));
         await runner.commitTransaction();
       } catch (err) {
         if (runner.isTransactionActive) {
@@ -318,7 +278,7 @@ export class QuotaDatabase implements OnModuleInit {
   }
 
   private onceOnMysql<T>(work: (session: SqlSession) => Promise<T>): Promise<T> {
-    return this.withMysqlConnection(async (session) => {
+    return this.withMysqlConnection(this.mainConnection(), async (session) => {
       await session.query('START TRANSACTION');
       let result: T;
       try {
@@ -342,11 +302,19 @@ export class QuotaDatabase implements OnModuleInit {
     }
   }
 
-  private async withMysqlConnection<T>(work: (session: MysqlSession) => Promise<T>): Promise<T> {
+  /** A connection of TypeORM's pool (single statements only). */
+  private mainConnection(): Promise<MysqlConnection> {
     const driver = this.dataSource.driver as unknown as { obtainMasterConnection(): Promise<MysqlConnection> };
-    const connection = await driver.obtainMasterConnection();
+    return driver.obtainMasterConnection();
+  }
+
+  private async withMysqlConnection<T>(
+    connecting: Promise<MysqlConnection>,
+    work: (session: MysqlSession) => Promise<T>,
+  ): Promise<T> {
+    const connection = await connecting;
     try {
-      const result = await work(new MysqlSession(connection, this.mariaDb));
+      const result = await work(new MysqlSession(connection, this.sql, this.mariaDb));
       connection.release();
       return result;
     } catch (err) {
@@ -361,7 +329,7 @@ export class QuotaDatabase implements OnModuleInit {
   }
 
   private serialized<T>(work: () => Promise<T>): Promise<T> {
-    if (this.dialect !== 'sqlite') return work();
+    if (!this.serializes) return work();
     const run = this.sqliteTail.then(work, work);
     this.sqliteTail = run.catch(() => undefined);
     return run;

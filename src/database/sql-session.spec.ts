@@ -1,6 +1,6 @@
-import { dbErrorKind, readTimestamp, sqlTimestamp } from './quota-database';
+import { dbErrorKind, readTimestamp, sqlTimestamp } from './sql-session';
 
-describe('quota database helpers', () => {
+describe('database session helpers', () => {
   it('classifies driver errors of both drivers, wrapped by TypeORM or not', () => {
     expect(dbErrorKind({ driverError: { errno: 1062 } })).toBe('duplicate');
     expect(dbErrorKind({ errno: 1213 })).toBe('deadlock');
@@ -9,6 +9,8 @@ describe('quota database helpers', () => {
     expect(dbErrorKind({ errno: 4025 })).toBe('check');
     expect(dbErrorKind({ driverError: { code: 'SQLITE_CONSTRAINT_PRIMARYKEY' } })).toBe('duplicate');
     expect(dbErrorKind({ code: 'SQLITE_CONSTRAINT_FOREIGNKEY' })).toBe('foreign_key');
+    expect(dbErrorKind({ code: 'SQLITE_BUSY' })).toBe('busy');
+    expect(dbErrorKind({ driverError: { code: 'SQLITE_BUSY_SNAPSHOT' } })).toBe('busy');
     expect(dbErrorKind(new Error('other'))).toBeUndefined();
     expect(dbErrorKind(undefined)).toBeUndefined();
   });

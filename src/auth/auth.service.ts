@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Repository } from 'typeorm';
 import { AppError } from '../common/app-error';
 import { ROOT_LOGGER } from '../common/logger.token';
+import { write } from '../database/writer';
 import { AppConfig } from '../config/app-config';
 import { AuthMetrics, type FailedLoginReason } from './auth.metrics';
 import { PasswordHasher } from './password-hasher';
@@ -74,9 +75,11 @@ export class AuthService {
       throw invalidCredentials();
     }
     const loggedInAt = new Date();
-    await this.users.update(
-      { id: user.id },
-      { failedLoginCount: 0, failedLoginWindowStartedAt: null, lockedUntil: null, lastLoginAt: loggedInAt },
+    await write(this.users.manager.connection, () =>
+      this.users.update(
+        { id: user.id },
+        { failedLoginCount: 0, failedLoginWindowStartedAt: null, lockedUntil: null, lastLoginAt: loggedInAt },
+      ),
     );
     const token = await this.tokens.issue(user);
     this.logger.info({ event: 'login', user_id: String(user.id), ip }, 'login succeeded');
@@ -120,11 +123,15 @@ export class AuthService {
       const inWindow = windowStart !== null && now - windowStart.getTime() < failureWindowSeconds * 1000;
       const count = inWindow ? current.failedLoginCount + 1 : 1;
       const lockedUntil = count >= maxFailures ? new Date(now + lockSeconds * 1000) : null;
-      const result = await this.users.update(
-        { id: current.id, failedLoginCount: current.failedLoginCount },
-        lockedUntil
-          ? { failedLoginCount: 0, failedLoginWindowStartedAt: null, lockedUntil }
-          : { failedLoginCount: count, failedLoginWindowStartedAt: inWindow ? windowStart : new Date(now) },
+      const id = current.id;
+      const failedLoginCount = current.failedLoginCount;
+      const result = await write(this.users.manager.connection, () =>
+        this.users.update(
+          { id, failedLoginCount },
+          lockedUntil
+            ? { failedLoginCount: 0, failedLoginWindowStartedAt: null, lockedUntil }
+            : { failedLoginCount: count, failedLoginWindowStartedAt: inWindow ? windowStart : new Date(now) },
+        ),
       );
       if (result.affected === 1) return lockedUntil;
       current = await this.users.findOne({

@@ -4,6 +4,7 @@ import { DataSource, Not, type EntityManager, type FindOptionsWhere, type Reposi
 import { AuditService } from '../audit/audit.service';
 import { AppError, NotFoundError, ValidationFailedError } from '../common/app-error';
 import { dialectOf } from '../database/dialect';
+import { writeTransaction } from '../database/writer';
 import { Member } from '../quota/entities/member.entity';
 import { PasswordHasher } from './password-hasher';
 import type { Principal, Role } from './principal';
@@ -85,7 +86,7 @@ export class UsersService {
     // Hash before the transaction: tens of milliseconds of CPU must not hold database locks.
     const passwordHash = await this.hasher.hash(input.password);
     try {
-      return await this.dataSource.transaction(async (manager) => {
+      return await writeTransaction(this.dataSource, async (manager) => {
         if (memberId !== null) await this.assertMemberExists(manager, memberId);
         if (await manager.existsBy(User, { email })) throw emailTaken();
         const now = new Date();
@@ -136,7 +137,7 @@ export class UsersService {
       );
     }
     const passwordHash = input.password === undefined ? undefined : await this.hasher.hash(input.password);
-    return this.dataSource.transaction(async (manager) => {
+    return writeTransaction(this.dataSource, async (manager) => {
       const user = await manager.findOne(User, { where: { id }, ...this.rowLock() });
       if (!user) throw new NotFoundError('User');
       const before = userAuditSnapshot(user);

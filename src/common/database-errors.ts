@@ -14,8 +14,14 @@ const UNAVAILABLE_CODES = new Set([
   'ER_SERVER_GONE_ERROR',
   'CR_SERVER_GONE_ERROR',
   'CR_CONNECTION_ERROR',
+  // The embedded database's file is locked by another process past the busy timeout (and the
+  // unit of work's bounded retries): a 503 to retry, like an unreachable server.
   'SQLITE_BUSY',
+  'SQLITE_BUSY_SNAPSHOT',
+  'SQLITE_BUSY_RECOVERY',
+  'SQLITE_BUSY_TIMEOUT',
   'SQLITE_LOCKED',
+  'SQLITE_LOCKED_SHAREDCACHE',
 ]);
 
 export function isDatabaseUnavailable(error: unknown): boolean {

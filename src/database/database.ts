@@ -16,6 +16,7 @@ import {
   type Statement,
   type TransactionOptions,
 } from './sql-session';
+import { exclusive, lockForWriting, serializesWrites } from './writer';
 
 @Injectable()
 export class DatabaseMetrics {
@@ -119,8 +120,8 @@ function retryable(kind: string | undefined, retryLockTimeouts: boolean): boolea
  *
  * better-sqlite3 has a single connection that TypeORM shares between every caller, so two
  * interleaved transactions would nest as savepoints of each other. All work on SQLite (reads
- * included, so none sees another's uncommitted rows, and every module's TypeORM writes through
- * `write`) therefore runs through one queue.
+ * included, so none sees another's uncommitted rows) therefore runs through the one writer queue
+ * that every module's TypeORM writes share too (writer.ts).
  *
  * On MySQL the batch has a small pool of its own, the only one that accepts several statements
  * per query (DB_BATCH_POOL_SIZE); every other statement goes through TypeORM's pool, which does not.
@@ -129,7 +130,6 @@ function retryable(kind: string | undefined, retryLockTimeouts: boolean): boolea
 export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
   readonly sql: SqlDialect;
   private mariaDb = false;
-  private sqliteTail: Promise<unknown> = Promise.resolve();
   private batchPool: Pool | undefined;
 
   constructor(
@@ -183,15 +183,6 @@ export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
     );
   }
 
-  /**
-   * TypeORM work outside a transaction (a save, an insert, a read that must not see another
-   * unit's uncommitted rows): on the embedded database it waits its turn with every transaction,
-   * so it never lands inside one that is open on the shared connection.
-   */
-  async write<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
-    return this.retrying(DEFAULT_RETRIES, true, () => this.serialized(() => work(this.dataSource.manager)));
-  }
-
   /** Whether batch() is available: on MySQL, through the pool that sends several statements per query. */
   get batches(): boolean {
     return this.sql.batches;
@@ -236,7 +227,7 @@ export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
 
   /** The embedded database: one connection, one writer (see the class comment). */
   private get serializes(): boolean {
-    return !this.sql.batches;
+    return serializesWrites(this.dataSource);
   }
 
   private async retrying<T>(retries: number, retryLockTimeouts: boolean, run: () => Promise<T>): Promise<T> {
@@ -261,6 +252,7 @@ export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
       await runner.startTransaction();
       let result: T;
       try {
+        await lockForWriting(runner);
         result = await work(new QueryRunnerSession(runner, this.sql, this.mariaDb));
         await runner.commitTransaction();
       } catch (err) {
@@ -328,11 +320,9 @@ export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
     }
   }
 
+  /** On the embedded database, after every unit of work of any module queued before it (writer.ts). */
   private serialized<T>(work: () => Promise<T>): Promise<T> {
-    if (!this.serializes) return work();
-    const run = this.sqliteTail.then(work, work);
-    this.sqliteTail = run.catch(() => undefined);
-    return run;
+    return exclusive(this.dataSource, work);
   }
 }
 

@@ -1,3 +1,4 @@
+import { isDatabaseUnavailable } from '../common/database-errors';
 import { dbErrorKind, readTimestamp, sqlTimestamp } from './sql-session';
 
 describe('database session helpers', () => {
@@ -13,6 +14,13 @@ describe('database session helpers', () => {
     expect(dbErrorKind({ driverError: { code: 'SQLITE_BUSY_SNAPSHOT' } })).toBe('busy');
     expect(dbErrorKind(new Error('other'))).toBeUndefined();
     expect(dbErrorKind(undefined)).toBeUndefined();
+  });
+
+  it('answers a database file still busy after the retries as unavailable (503), not as a server error', () => {
+    for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_BUSY_TIMEOUT', 'SQLITE_LOCKED']) {
+      expect(isDatabaseUnavailable({ driverError: { code } })).toBe(true);
+    }
+    expect(isDatabaseUnavailable({ driverError: { code: 'SQLITE_CONSTRAINT_UNIQUE' } })).toBe(false);
   });
 
   it('writes and reads UTC timestamps with milliseconds', () => {

@@ -9,6 +9,7 @@ import {
 import type { Logger } from 'pino';
 import { DataSource } from 'typeorm';
 import { ROOT_LOGGER } from '../common/logger.token';
+import { write } from '../database/writer';
 import { RedisConnection } from '../redis/redis.module';
 import { LifecycleState } from './lifecycle-state';
 
@@ -91,7 +92,8 @@ export class HealthService {
 
   private migrations() {
     return this.guarded('migrations', 'could not be checked: database unreachable', async () => {
-      const pending = await this.dataSource.showMigrations();
+      // It may create the migrations table: a write, so through the embedded database's one writer.
+      const pending = await write(this.dataSource, () => this.dataSource.showMigrations());
       if (pending) throw new PublicCheckFailure('pending migrations; run npm run migration:run');
       return { applied: true };
     }).cacheFor(MIGRATION_CHECK_CACHE_MS);

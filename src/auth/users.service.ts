@@ -42,7 +42,7 @@ function isUniqueViolation(error: unknown): boolean {
   return typeof code === 'string' && UNIQUE_VIOLATION_CODES.has(code);
 }
 
-const emailTaken = () => new AppError('email_taken', 'A user with this email already exists.', { status: 409 });
+const emailTaken = () => new AppError('email_taken', 'A user with this email already exists.');
 
 /**
  * Users and every change to them. Each change runs in one transaction together with its audit
@@ -235,9 +235,7 @@ export class UsersService {
       ...this.rowLock(),
     });
     if (others.length === 0) {
-      throw new AppError('last_admin', 'This is the last active admin; create or enable another admin first.', {
-        status: 409,
-      });
+      throw new AppError('last_admin', 'This is the last active admin; create or enable another admin first.');
     }
   }
 

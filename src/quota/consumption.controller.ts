@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { ErrorCode } from '../common/error-codes';
 import type { HttpReply } from '../common/http';
 import { ChecksCallerInTransaction, CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiIdempotencyKey, QUOTA_HEADERS, REPLAY_HEADER } from '../openapi/decorators';
@@ -12,7 +13,7 @@ import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
 import { QuotaService, type BalanceView, type QuotaChange, type QuotaHeaders } from './quota.service';
 
-const CONSUME_PROBLEMS = [
+const CONSUME_PROBLEMS: readonly ErrorCode[] = [
   'not_found',
   'insufficient_quota',
   'member_inactive',

@@ -3,7 +3,6 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Not, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { AppError, NotFoundError, ValidationFailedError } from '../common/app-error';
-import { Member } from '../quota/entities/member.entity';
 import { PasswordHasher } from './password-hasher';
 import type { Principal, Role } from './principal';
 import { User } from './user.entity';
@@ -222,7 +221,14 @@ export class UsersService {
   }
 
   private async assertMemberExists(manager: EntityManager, memberId: string): Promise<void> {
-    if (!(await manager.existsBy(Member, { id: memberId }))) {
+    // Members belong to the quota module, above auth: the row is looked up by its table.
+    const member: unknown = await manager
+      .createQueryBuilder()
+      .select('1', 'found')
+      .from('members', 'm')
+      .where('m.id = :memberId', { memberId })
+      .getRawOne();
+    if (member === undefined) {
       throw new ValidationFailedError([{ field: 'member_id', message: 'no member has this id' }]);
     }
   }

@@ -22,6 +22,8 @@ import { METRICS_TOKEN_SCHEME } from './decorators';
 import { errorStatus, type ErrorCode } from '../common/error-codes';
 import { API_PROBLEMS_KEY, PROBLEM_CONTENT_TYPE, PROBLEM_MODELS, PROBLEM_SCHEMAS } from './problems';
 import { RESPONSE_MODELS } from './schemas';
+import { AUTH_RESPONSE_MODELS } from '../auth/auth.schemas';
+import { QUOTA_RESPONSE_MODELS } from '../quota/quota.schemas';
 
 export const API_TITLE = 'Quota service API';
 export const BEARER_SCHEME = 'bearer';
@@ -421,7 +423,7 @@ export function buildOpenApiDocument(app: INestApplication, options: OpenApiOpti
 
   const document = SwaggerModule.createDocument(app, config, {
     operationIdFactory: operationId,
-    extraModels: [...PROBLEM_MODELS, ...RESPONSE_MODELS],
+    extraModels: [...PROBLEM_MODELS, ...AUTH_RESPONSE_MODELS, ...QUOTA_RESPONSE_MODELS, ...RESPONSE_MODELS],
   });
   const access = collectHandlerAccess(app);
   const tags = new Set<string>();

@@ -5,7 +5,7 @@ import type { HttpReply } from '../common/http';
 import { ChecksCallerInTransaction, CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiIdempotencyKey, QUOTA_HEADERS, REPLAY_HEADER } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { BalanceSchema, QuotaChangeSchema } from '../openapi/schemas';
+import { BalanceSchema, QuotaChangeSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
 import { IdempotencyKeyHeader } from './idempotency-key.header';

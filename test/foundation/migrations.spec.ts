@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { buildDataSourceOptions } from '../../src/database/data-source-options';
+import { appDataSourceOptions } from '../../src/app.data-source';
 import { MIGRATIONS } from '../../src/database/migrations';
 import { loadConfig } from '../../src/config/app-config';
 import { createTestDatabase, testDriver, type TestDatabase } from '../support/test-database';
@@ -13,7 +13,7 @@ describe(`migrations on ${testDriver}`, () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     const config = loadConfig({ ...database.env, APP_ENV: 'testing' });
-    dataSource = new DataSource(buildDataSourceOptions(config.database, false));
+    dataSource = new DataSource(appDataSourceOptions(config.database, false));
     await dataSource.initialize();
   });
   afterAll(async () => {

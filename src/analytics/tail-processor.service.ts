@@ -22,7 +22,7 @@ import {
   type DetectedAnomaly,
   type MemberUsage,
 } from './anomaly-detector';
-import { emptyFold, foldRows, parseTypeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
+import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
 
 export const TAIL_STATE = 'history_tail';
 
@@ -38,11 +38,19 @@ export interface TailRun {
 
 /** membership_change rows after an id: few, found through the seed's (reason) index, whose entries end in the id. */
 export async function typeChangesAfter(s: SqlSession, afterId: number | string): Promise<TypeChange[]> {
-  const rows = await s.rows<{ id: unknown; member_id: unknown; note: string | null }>(
-    "SELECT id, member_id, note FROM member_quota_history WHERE reason = 'membership_change' AND id > ? ORDER BY id",
+  const rows = await s.rows<{
+    id: unknown;
+    member_id: unknown;
+    from_membership_type: string | null;
+    to_membership_type: string | null;
+  }>(
+    `SELECT id, member_id, from_membership_type, to_membership_type FROM member_quota_history
+      WHERE reason = 'membership_change' AND id > ? ORDER BY id`,
     [afterId],
   );
-  return rows.flatMap((r) => parseTypeChange(Number(r.id), String(r.member_id), r.note) ?? []);
+  return rows.flatMap(
+    (r) => typeChange(Number(r.id), String(r.member_id), r.from_membership_type, r.to_membership_type) ?? [],
+  );
 }
 
 /**

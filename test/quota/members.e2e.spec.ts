@@ -186,6 +186,18 @@ describe('members', () => {
       ['membership_change', -170, 0, `${premium.membershipType} -> ${small.membershipType}`],
     ]);
     expect(history[2].actor).toBe(operatorId);
+    // The types are stored as data too, for readers that must not parse the note.
+    const types = await sql<{ from_membership_type: string | null; to_membership_type: string | null }>(
+      t,
+      'SELECT from_membership_type, to_membership_type FROM member_quota_history WHERE member_id = ? ORDER BY id',
+      [member.id],
+    );
+    expect(types.map((r) => [r.from_membership_type, r.to_membership_type])).toEqual([
+      [null, null],
+      [null, null],
+      [regular.membershipType, premium.membershipType],
+      [premium.membershipType, small.membershipType],
+    ]);
     expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [] });
 
     const audit = await sql<{ action: string }>(

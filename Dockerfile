@@ -13,7 +13,7 @@ RUN npm run build && npm prune --omit=dev
 
 # Runtime stage: only the built service and production dependencies, as a non-root user.
 FROM node:24-bookworm-slim
-# NODE_OPTIONS caps the V8 heap for a 512 MiB container (measured peaks: README, "Kubernetes");
+# NODE_OPTIONS caps the V8 heap for a 512 MiB container (measured peaks: docs/benchmarks.md);
 # set it per deployment to fit another memory limit.
 ENV NODE_ENV=production \
     APP_ENV=production \

@@ -6,12 +6,13 @@ import { ROOT_LOGGER } from './common/logger.token';
 import { ProblemDetailsFilter } from './common/problem-details.filter';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
-import { buildDataSourceOptions } from './database/data-source-options';
+import { appDataSourceOptions } from './app.data-source';
 import { AnalyticsModule } from './analytics/analytics.module';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { HealthModule } from './health/health.module';
 import { JobsModule } from './jobs/jobs.module';
+import { MetricsController } from './metrics/metrics.controller';
 import { MetricsModule } from './metrics/metrics.module';
 import { QuotaModule } from './quota/quota.module';
 import { RedisModule } from './redis/redis.module';
@@ -45,7 +46,7 @@ export class AppModule {
         LoggingModule.forRoot(logger),
         TypeOrmModule.forRootAsync({
           useFactory: () => ({
-            ...buildDataSourceOptions(config.database, config.migrationsRun),
+            ...appDataSourceOptions(config.database, config.migrationsRun),
             // A database that is down at boot gets a few tries, then the process exits and the
             // orchestrator restarts it; readiness covers outages after boot.
             retryAttempts: 5,
@@ -62,6 +63,8 @@ export class AppModule {
         AnalyticsModule,
         ...extraModules,
       ],
+      // The scrape endpoint, on top of the metrics registry (global, below every module) and auth.
+      controllers: [MetricsController],
       providers: [{ provide: APP_FILTER, useFactory: () => new ProblemDetailsFilter(logger) }],
     };
   }

@@ -8,6 +8,9 @@ export class AnalyticsMetrics {
   readonly anomaliesPruned: Counter;
   readonly processedRows: Counter;
   readonly watermark: Gauge;
+  readonly lateRows: Counter;
+  readonly gapsExpired: Counter;
+  readonly drift: Counter<'measure'>;
   readonly statsRequests: Counter<'cache'>;
 
   constructor(registry: MetricsRegistry) {
@@ -30,6 +33,22 @@ export class AnalyticsMetrics {
     this.watermark = new Gauge({
       name: 'quota_analytics_watermark_lag_seconds',
       help: 'Age of the newest ledger row the analytics processor has folded in, at its last run (0 when idle).',
+      registers: [registry],
+    });
+    this.lateRows = new Counter({
+      name: 'quota_analytics_late_rows_total',
+      help: 'Ledger rows folded in after the watermark had passed their id (their transaction committed late).',
+      registers: [registry],
+    });
+    this.gapsExpired = new Counter({
+      name: 'quota_analytics_gap_ids_expired_total',
+      help: 'Ledger ids no longer looked for after QUOTA_ANALYTICS_GAP_MAX_AGE_MS (rolled back, or still not committed).',
+      registers: [registry],
+    });
+    this.drift = new Counter({
+      name: 'quota_analytics_drift_total',
+      help: 'Drift of quota_type_totals from members found and corrected by the reconciliation: members, or balance units (absolute, summed over types).',
+      labelNames: ['measure'],
       registers: [registry],
     });
     this.statsRequests = new Counter({

@@ -1,4 +1,4 @@
-import { emptyFold, foldRows, parseTypeChange, TypeAttribution, type LedgerRow } from './ledger-fold';
+import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow } from './ledger-fold';
 
 const HOUR = 3_600_000;
 let nextId = 1;
@@ -33,9 +33,7 @@ describe('foldRows', () => {
       row('1', 'consumption', -2, 9, 'pro'),
       row('2', 'initial_grant', 7, 7, 'basic'),
     ];
-    const changes = rows.flatMap((r) =>
-      r.reason === 'membership_change' ? [parseTypeChange(r.id, r.memberId, r.note)!] : [],
-    );
+    const changes = [typeChange(rows[2].id, '1', 'basic', 'pro')!];
     const fold = foldRows(emptyFold(), rows, new TypeAttribution(changes));
     expect(Object.fromEntries(fold.totals)).toEqual({
       basic: { members: 1, balance: 7 },
@@ -52,9 +50,9 @@ describe('foldRows', () => {
     );
   });
 
-  it('ignores a membership_change note it cannot parse for attribution', () => {
-    expect(parseTypeChange(1, '1', null)).toBeNull();
-    expect(parseTypeChange(1, '1', 'a->b')).toBeNull();
-    expect(parseTypeChange(1, '1', 'a -> b')).toEqual({ id: 1, memberId: '1', from: 'a', to: 'b' });
+  it('ignores a membership_change row without its stored types for attribution', () => {
+    expect(typeChange(1, '1', null, null)).toBeNull();
+    expect(typeChange(1, '1', 'a', null)).toBeNull();
+    expect(typeChange(1, '1', 'a', 'b')).toEqual({ id: 1, memberId: '1', from: 'a', to: 'b' });
   });
 });

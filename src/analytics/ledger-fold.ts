@@ -39,10 +39,12 @@ const HOUR_MS = 3_600_000;
 export const hourFloor = (ms: number): number => Math.floor(ms / HOUR_MS) * HOUR_MS;
 export const hourCeil = (ms: number): number => Math.ceil(ms / HOUR_MS) * HOUR_MS;
 
-/** The ledger's membership_change note is "<from> -> <to>" (slugs have no spaces). */
-export function parseTypeChange(id: number, memberId: string, note: string | null): TypeChange | null {
-  const match = /^(\S+) -> (\S+)$/.exec(note ?? '');
-  return match ? { id, memberId, from: match[1], to: match[2] } : null;
+/**
+ * A membership_change row's stored types (`from_membership_type`, `to_membership_type`); null
+ * when the row has none (an old row whose note did not say), which attribution then ignores.
+ */
+export function typeChange(id: number, memberId: string, from: string | null, to: string | null): TypeChange | null {
+  return from && to ? { id, memberId, from, to } : null;
 }
 
 /**
@@ -69,7 +71,7 @@ export class TypeAttribution {
     return changes.find((c) => c.id > row.id)?.from ?? row.currentType;
   }
 
-  /** The change a row records, when it is a parsable membership_change. */
+  /** The change a row records, when it is a membership_change with its types stored. */
   changeOf(row: Pick<LedgerRow, 'id' | 'memberId'>): TypeChange | undefined {
     return this.byMember.get(row.memberId)?.find((c) => c.id === row.id);
   }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
-import { sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
 import {
   databaseNowMs,
@@ -23,14 +23,17 @@ import {
   type DetectedAnomaly,
   type MemberUsage,
 } from './anomaly-detector';
-import { emptyFold, foldRows, parseTypeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
+import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
 
 export const TAIL_STATE = 'history_tail';
 
 export interface TailRun {
   /** False when another instance held the lock (or a run was already going here). */
   readonly ran: boolean;
+  /** Rows folded in: in id order behind the watermark, and late ones (below). */
   readonly processed: number;
+  /** Rows found in ids the watermark had passed before they committed. */
+  readonly late: number;
   readonly watermark: string;
   readonly anomalies: readonly DetectedAnomaly[];
   /** The batch was full: more rows are waiting. */
@@ -39,11 +42,92 @@ export interface TailRun {
 
 /** membership_change rows after an id: few, found through the seed's (reason) index, whose entries end in the id. */
 export async function typeChangesAfter(s: SqlSession, afterId: number | string): Promise<TypeChange[]> {
-  const rows = await s.rows<{ id: unknown; member_id: unknown; note: string | null }>(
-    "SELECT id, member_id, note FROM member_quota_history WHERE reason = 'membership_change' AND id > ? ORDER BY id",
+  const rows = await s.rows<{
+    id: unknown;
+    member_id: unknown;
+    from_membership_type: string | null;
+    to_membership_type: string | null;
+  }>(
+    `SELECT id, member_id, from_membership_type, to_membership_type FROM member_quota_history
+      WHERE reason = 'membership_change' AND id > ? ORDER BY id`,
     [afterId],
   );
-  return rows.flatMap((r) => parseTypeChange(Number(r.id), String(r.member_id), r.note) ?? []);
+  return rows.flatMap(
+    (r) => typeChange(Number(r.id), String(r.member_id), r.from_membership_type, r.to_membership_type) ?? [],
+  );
+}
+
+/** A range of ledger ids the watermark passed while none of them was visible. */
+interface Gap {
+  readonly from: number;
+  readonly to: number;
+  /** When the watermark passed it, as stored (kept when the range is split). */
+  readonly seenAt: string;
+}
+
+/** Drift of the stored totals of one type from `members`, as corrected. */
+export interface TypeDrift {
+  readonly membershipType: string;
+  readonly members: number;
+  readonly balance: number;
+}
+
+/** The ranges of ids between `after` and the rows (in id order) that have no row. */
+export function idGaps(after: number, ids: readonly number[]): { from: number; to: number }[] {
+  const gaps: { from: number; to: number }[] = [];
+  let previous = after;
+  for (const id of ids) {
+    if (id > previous + 1) gaps.push({ from: previous + 1, to: id - 1 });
+    previous = id;
+  }
+  return gaps;
+}
+
+/** What is left of a range once the ids found in it are taken out. */
+export function splitGap(gap: { from: number; to: number }, found: readonly number[]): { from: number; to: number }[] {
+  const left: { from: number; to: number }[] = [];
+  let start = gap.from;
+  for (const id of [...found].sort((a, b) => a - b)) {
+    if (id > start) left.push({ from: start, to: id - 1 });
+    start = Math.max(start, id + 1);
+  }
+  if (start <= gap.to) left.push({ from: start, to: gap.to });
+  return left;
+}
+
+/** The id after which the type changes that attribute `rows` (which may lie below the watermark) start. */
+function lowestBefore(watermark: string, rows: readonly LedgerRow[]): number {
+  return rows.reduce((lowest, r) => Math.min(lowest, r.id - 1), Number(watermark));
+}
+
+/** Gap ranges per statement: an OR of primary-key ranges, which both databases read as range scans. */
+const GAPS_PER_QUERY = 200;
+
+/** The stored gaps. */
+async function storedGaps(s: SqlSession): Promise<Gap[]> {
+  const rows = await s.rows<{ from_id: unknown; to_id: unknown; seen_at: unknown }>(
+    'SELECT from_id, to_id, seen_at FROM quota_analytics_gaps ORDER BY from_id',
+  );
+  return rows.map((g) => ({
+    from: Number(g.from_id),
+    to: Number(g.to_id),
+    seenAt: sqlTimestamp(readTimestamp(g.seen_at)),
+  }));
+}
+
+/** Visible ledger rows whose ids lie in the gaps, at most `limit` (the lowest ids of each statement first). */
+async function rowsInGaps(s: SqlSession, gaps: readonly Gap[], limit = Number.MAX_SAFE_INTEGER): Promise<LedgerRow[]> {
+  const found: LedgerRow[] = [];
+  for (let i = 0; i < gaps.length && found.length < limit; i += GAPS_PER_QUERY) {
+    const chunk = gaps.slice(i, i + GAPS_PER_QUERY);
+    const raw = await s.rows<RawLedgerRow>(
+      `SELECT ${LEDGER_ROW_COLUMNS} ${LEDGER_ROW_JOINS}
+        WHERE ${chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')} ORDER BY h.id LIMIT ?`,
+      [...chunk.flatMap((g) => [g.from, g.to]), Math.min(limit - found.length, 1_000_000)],
+    );
+    for (const r of raw) found.push(toLedgerRow(r));
+  }
+  return found;
 }
 
 /**
@@ -54,6 +138,17 @@ export async function typeChangesAfter(s: SqlSession, afterId: number | string):
  * InnoDB hands out auto-increment ids before commit, so a row with a lower id can become visible
  * after a higher one. A run therefore stops at the first row younger than the safety lag (by the
  * database clock): only rows that have been visible for that long are passed by the watermark.
+ * A transaction can stay open longer than that lag: the ids the watermark passes without a row
+ * are stored as gaps (quota_analytics_gaps), every run folds in the rows that have appeared in
+ * them since (each once: a found id leaves its gap in the same transaction) and a gap is given
+ * up after QUOTA_ANALYTICS_GAP_MAX_AGE_MS (ids of rolled-back transactions never fill). Late rows
+ * feed the stats only, not anomaly detection, which follows each member in order.
+ *
+ * Every QUOTA_ANALYTICS_RECONCILE_MS, a run that has caught up also checks quota_type_totals
+ * against `members` (what is not folded yet taken into account) and corrects any drift it finds,
+ * counting it in quota_analytics_drift_total: a row committed after its gap was given up is
+ * reflected in the totals then.
+ *
  * Everything a run writes, watermark included, commits in one transaction, under a lock on the
  * watermark row (SKIP LOCKED: a second instance skips its turn instead of waiting).
  */
@@ -62,6 +157,8 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | null = null;
   private readonly detector: AnomalyDetector;
+  /** The first reconciliation comes one interval after start-up. */
+  private lastReconciledMs = Date.now();
 
   constructor(
     private readonly db: QuotaDatabase,
@@ -98,7 +195,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   async runOnce(): Promise<TailRun> {
-    if (this.running) return { ran: false, processed: 0, watermark: '0', anomalies: [], more: false };
+    if (this.running) return { ran: false, processed: 0, late: 0, watermark: '0', anomalies: [], more: false };
     const work = this.db.transaction((s) => this.processBatch(s), { retries: 1 });
     this.running = work;
     try {
@@ -110,8 +207,38 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     }
   }
 
-  private report(run: TailRun): void {
+  /**
+   * Checks quota_type_totals against `members` now, under the watermark lock, and corrects it.
+   * Null when another instance held the lock (or a run was going here).
+   */
+  async reconcile(): Promise<TypeDrift[] | null> {
+    if (this.running) return null;
+    const work = this.db.transaction(
+      async (s) => {
+        const watermark = await this.lockState(s);
+        return watermark === null ? null : this.reconcileTotals(s, watermark, await databaseNowMs(s));
+      },
+      { retries: 1 },
+    );
+    this.running = work;
+    try {
+      const drift = await work;
+      if (drift) this.reportDrift(drift);
+      return drift;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  private report(run: TailRun & { drift?: TypeDrift[]; expired?: number }): void {
     this.metrics.processedRows.inc(run.processed);
+    this.metrics.lateRows.inc(run.late);
+    if (run.expired) {
+      this.metrics.gapsExpired.inc(run.expired);
+      // Mostly ids of rolled-back transactions (or reserved and unused by a multi-row insert): normal.
+      this.logger.debug({ ids: run.expired }, 'analytics: ledger ids given up after QUOTA_ANALYTICS_GAP_MAX_AGE_MS');
+    }
+    if (run.drift) this.reportDrift(run.drift);
     for (const anomaly of run.anomalies) {
       this.metrics.anomalies.inc({ kind: anomaly.kind });
       this.logger.warn(
@@ -128,13 +255,29 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     }
   }
 
-  private async processBatch(s: SqlSession): Promise<TailRun> {
+  private reportDrift(drift: readonly TypeDrift[]): void {
+    for (const d of drift) {
+      this.metrics.drift.inc({ measure: 'members' }, Math.abs(d.members));
+      this.metrics.drift.inc({ measure: 'balance' }, Math.abs(d.balance));
+      this.logger.warn(
+        { membership_type: d.membershipType, members: d.members, balance: d.balance },
+        'analytics: quota_type_totals drifted from members; corrected',
+      );
+    }
+  }
+
+  /** The watermark, with its row locked; null when another instance holds it. */
+  private async lockState(s: SqlSession): Promise<string | null> {
     const locked = await s.rows<{ last_history_id: unknown }>(
       `SELECT last_history_id FROM quota_analytics_state WHERE name = ?${s.sql.forUpdateSkipLocked}`,
       [TAIL_STATE],
     );
-    if (locked.length === 0) return { ran: false, processed: 0, watermark: '0', anomalies: [], more: false };
-    const watermark = idText(locked[0].last_history_id);
+    return locked.length === 0 ? null : idText(locked[0].last_history_id);
+  }
+
+  private async processBatch(s: SqlSession): Promise<TailRun & { drift?: TypeDrift[]; expired?: number }> {
+    const watermark = await this.lockState(s);
+    if (watermark === null) return { ran: false, processed: 0, late: 0, watermark: '0', anomalies: [], more: false };
     const nowMs = await databaseNowMs(s);
     const cutoffMs = nowMs - this.config.analytics.safetyLagMs;
     const batchSize = this.config.analytics.batchSize;
@@ -150,13 +293,17 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
       if (row.createdAtMs >= cutoffMs) break;
       rows.push(row);
     }
-    if (rows.length === 0) {
+    const more = raw.length === batchSize && rows.length === raw.length;
+    const { late, expired } = await this.revisitGaps(s, nowMs);
+    const now = sqlTimestamp(new Date(nowMs));
+    if (rows.length === 0 && late.length === 0) {
       this.metrics.watermark.set(0);
-      return { ran: true, processed: 0, watermark, anomalies: [], more: false };
+      const drift = await this.reconcileIfDue(s, watermark, nowMs, more);
+      return { ran: true, processed: 0, late: 0, watermark, anomalies: [], more: false, drift, expired };
     }
 
-    const types = new TypeAttribution(await typeChangesAfter(s, watermark));
-    const fold = foldRows(emptyFold(), rows, types);
+    const types = new TypeAttribution(await typeChangesAfter(s, lowestBefore(watermark, late)));
+    const fold = foldRows(emptyFold(), late.concat(rows), types);
     await upsert(
       s,
       'quota_stats_hourly',
@@ -172,7 +319,6 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
       ]),
       ['row_count', 'units', 'net_delta'],
     );
-    const now = sqlTimestamp(new Date(nowMs));
     await upsert(
       s,
       'quota_type_totals',
@@ -183,21 +329,145 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     );
 
     const anomalies = await this.detect(s, rows, types, nowMs);
+    if (rows.length === 0) {
+      const drift = await this.reconcileIfDue(s, watermark, nowMs, more);
+      return { ran: true, processed: late.length, late: late.length, watermark, anomalies, more, drift, expired };
+    }
 
     const last = rows[rows.length - 1];
+    await upsert(
+      s,
+      'quota_analytics_gaps',
+      ['from_id', 'to_id', 'seen_at'],
+      ['from_id'],
+      idGaps(
+        Number(watermark),
+        rows.map((r) => r.id),
+      ).map((g) => [g.from, g.to, now]),
+    );
     await s.exec('UPDATE quota_analytics_state SET last_history_id = ?, updated_at = ? WHERE name = ?', [
       last.id,
       now,
       TAIL_STATE,
     ]);
     this.metrics.watermark.set(Math.max(0, (nowMs - last.createdAtMs) / 1000));
+    const drift = await this.reconcileIfDue(s, String(last.id), nowMs, more);
     return {
       ran: true,
-      processed: rows.length,
+      processed: rows.length + late.length,
+      late: late.length,
       watermark: String(last.id),
       anomalies,
-      more: raw.length === batchSize && rows.length === raw.length,
+      more,
+      drift,
+      expired,
     };
+  }
+
+  /**
+   * Rows that have appeared in the stored gaps (at most a batch, lowest ids first; the rest stay
+   * in what is left of their gap for the next run). What is left of each gap is stored again;
+   * gaps older than the maximum age are then given up. Returns the rows and how many ids were
+   * given up.
+   */
+  private async revisitGaps(s: SqlSession, nowMs: number): Promise<{ late: LedgerRow[]; expired: number }> {
+    const gaps = await storedGaps(s);
+    if (gaps.length === 0) return { late: [], expired: 0 };
+    const late = await rowsInGaps(s, gaps, this.config.analytics.batchSize);
+    if (late.length > 0) {
+      const found = new Map<Gap, number[]>();
+      for (const row of late) {
+        const gap = gaps.find((g) => g.from <= row.id && row.id <= g.to)!;
+        found.set(gap, [...(found.get(gap) ?? []), row.id]);
+      }
+      const filled = [...found.keys()];
+      const keys = filled.map((g) => g.from);
+      await s.exec(`DELETE FROM quota_analytics_gaps WHERE from_id IN (${marks(keys.length)})`, keys);
+      await upsert(
+        s,
+        'quota_analytics_gaps',
+        ['from_id', 'to_id', 'seen_at'],
+        ['from_id'],
+        filled.flatMap((g) => splitGap(g, found.get(g)!).map((left) => [left.from, left.to, g.seenAt])),
+      );
+    }
+    const oldest = sqlTimestamp(new Date(nowMs - this.config.analytics.gapMaxAgeMs));
+    const old = await s.rows<{ ids: unknown }>(
+      'SELECT SUM(to_id - from_id + 1) AS ids FROM quota_analytics_gaps WHERE seen_at < ?',
+      [oldest],
+    );
+    const expired = Number(old[0]?.ids ?? 0);
+    if (expired > 0) await s.exec('DELETE FROM quota_analytics_gaps WHERE seen_at < ?', [oldest]);
+    return { late, expired };
+  }
+
+  private async reconcileIfDue(
+    s: SqlSession,
+    watermark: string,
+    nowMs: number,
+    more: boolean,
+  ): Promise<TypeDrift[] | undefined> {
+    const interval = this.config.analytics.reconcileIntervalMs;
+    if (interval === 0 || more || Date.now() - this.lastReconciledMs < interval) return undefined;
+    return this.reconcileTotals(s, watermark, nowMs);
+  }
+
+  /**
+   * quota_type_totals against `members`, in one snapshot of the database: the stored totals plus
+   * the rows not folded in yet (after the watermark, and in open gaps) must give every type's
+   * member count and balance sum. A difference is drift (a row given up in its gap and committed
+   * afterwards, or a change made outside the ledger); it is added to the stored totals.
+   */
+  private async reconcileTotals(s: SqlSession, watermark: string, nowMs: number): Promise<TypeDrift[]> {
+    this.lastReconciledMs = Date.now();
+    const stored = await s.rows<{ membership_type: string; members: unknown; balance: unknown }>(
+      'SELECT membership_type, members, balance FROM quota_type_totals',
+    );
+    const actual = await s.rows<{ membership_type: string; members: unknown; balance: unknown }>(
+      'SELECT membership_type, COUNT(*) AS members, SUM(quota_balance) AS balance FROM members GROUP BY membership_type',
+    );
+    const after = await s.rows<RawLedgerRow>(
+      `SELECT ${LEDGER_ROW_COLUMNS} ${LEDGER_ROW_JOINS} WHERE h.id > ? ORDER BY h.id`,
+      [watermark],
+    );
+    const pending = after.map(toLedgerRow).concat(await rowsInGaps(s, await storedGaps(s)));
+    const types = new TypeAttribution(await typeChangesAfter(s, lowestBefore(watermark, pending)));
+    const fold = foldRows(emptyFold(), pending, types);
+
+    const expected = new Map<string, { members: number; balance: number }>();
+    const at = (type: string) => {
+      let e = expected.get(type);
+      if (!e) expected.set(type, (e = { members: 0, balance: 0 }));
+      return e;
+    };
+    for (const t of stored) {
+      at(t.membership_type).members += Number(t.members);
+      at(t.membership_type).balance += Number(t.balance);
+    }
+    for (const [type, t] of fold.totals) {
+      at(type).members += t.members;
+      at(type).balance += t.balance;
+    }
+    const found = new Map(actual.map((a) => [a.membership_type, a]));
+    for (const type of found.keys()) at(type);
+    const drift: TypeDrift[] = [];
+    for (const [type, e] of expected) {
+      const a = found.get(type);
+      const members = Number(a?.members ?? 0) - e.members;
+      const balance = Number(a?.balance ?? 0) - e.balance;
+      if (members !== 0 || balance !== 0) drift.push({ membershipType: type, members, balance });
+    }
+    if (drift.length > 0) {
+      await upsert(
+        s,
+        'quota_type_totals',
+        ['membership_type', 'members', 'balance', 'updated_at'],
+        ['membership_type'],
+        drift.map((d) => [d.membershipType, d.members, d.balance, sqlTimestamp(new Date(nowMs))]),
+        ['members', 'balance'],
+      );
+    }
+    return drift;
   }
 
   /** Rows older than the max age (a backlog) feed the stats only: alerts about them would be stale. */

@@ -1,5 +1,5 @@
 import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
-import { bigintString } from '../auth/bigint-string';
+import { bigintString } from '../database/bigint-string';
 
 /** One admin change: who, what, and the entity before and after (JSON text; never secrets). */
 @Entity('admin_audit_log')

@@ -1,8 +1,7 @@
-import { Global, Module } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { AuditService } from './audit.service';
 
 /** The admin audit log: who changed which config, user or member, with before and after. */
-@Global()
 @Module({
   providers: [AuditService],
   exports: [AuditService],

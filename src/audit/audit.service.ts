@@ -1,10 +1,16 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import type { Principal } from '../auth/principal';
 import { AuditLogEntry } from './audit-log.entity';
 
+/** Who made a change, as far as the log records it (auth's Principal is one). */
+export interface AuditActor {
+  readonly userId: string;
+  readonly email: string;
+  readonly requestId?: string | null;
+}
+
 export interface AuditEntry {
-  readonly actor: Principal | 'system';
+  readonly actor: AuditActor | 'system';
   /** Dotted verb such as `user.create`, `quota_config.update`. */
   readonly action: string;
   readonly entityType: string;

@@ -10,7 +10,7 @@ import { ROLES, type Principal } from './principal';
 import { UsersService } from './users.service';
 import { ApiDataResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { LoginResultSchema, UserSchema } from '../openapi/schemas';
+import { LoginResultSchema, UserSchema } from './auth.schemas';
 import { userView } from './user.view';
 
 @ApiTags('auth')

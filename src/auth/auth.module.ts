@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { JwtModule } from '@nestjs/jwt';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { AuditModule } from '../audit/audit.module';
 import { AppConfig } from '../config/app-config';
 import { ThrottleModule } from '../throttle/throttle.module';
 import { AccessGuard } from './access.guard';
@@ -29,6 +30,7 @@ import { UsersService } from './users.service';
       }),
     }),
     ThrottleModule,
+    AuditModule,
   ],
   controllers: [AuthController, UsersController],
   providers: [

@@ -1,5 +1,5 @@
 import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
-import { bigintString } from './bigint-string';
+import { bigintString } from '../database/bigint-string';
 import type { Role } from './principal';
 
 /** Timestamps are set by the code (not column defaults) so both drivers keep milliseconds. */

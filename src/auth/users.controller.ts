@@ -3,7 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { NoQuery } from '../common/validation';
 import { ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { UserSchema } from '../openapi/schemas';
+import { UserSchema } from './auth.schemas';
 import { CurrentPrincipal, Roles } from './decorators';
 import { CreateUserDto, ListUsersQuery, UpdateUserDto } from './dto/user.dto';
 import { UserIdPipe } from './id-param.pipe';

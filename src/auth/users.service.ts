@@ -5,7 +5,6 @@ import { AuditService } from '../audit/audit.service';
 import { AppError, NotFoundError, ValidationFailedError } from '../common/app-error';
 import { dialectOf } from '../database/dialect';
 import { writeTransaction } from '../database/writer';
-import { Member } from '../quota/entities/member.entity';
 import { PasswordHasher } from './password-hasher';
 import type { Principal, Role } from './principal';
 import { User } from './user.entity';
@@ -44,7 +43,7 @@ function isUniqueViolation(error: unknown): boolean {
   return typeof code === 'string' && UNIQUE_VIOLATION_CODES.has(code);
 }
 
-const emailTaken = () => new AppError('email_taken', 'A user with this email already exists.', { status: 409 });
+const emailTaken = () => new AppError('email_taken', 'A user with this email already exists.');
 
 /**
  * Users and every change to them. Each change runs in one transaction together with its audit
@@ -224,7 +223,14 @@ export class UsersService {
   }
 
   private async assertMemberExists(manager: EntityManager, memberId: string): Promise<void> {
-    if (!(await manager.existsBy(Member, { id: memberId }))) {
+    // Members belong to the quota module, above auth: the row is looked up by its table.
+    const member: unknown = await manager
+      .createQueryBuilder()
+      .select('1', 'found')
+      .from('members', 'm')
+      .where('m.id = :memberId', { memberId })
+      .getRawOne();
+    if (member === undefined) {
       throw new ValidationFailedError([{ field: 'member_id', message: 'no member has this id' }]);
     }
   }
@@ -237,9 +243,7 @@ export class UsersService {
       ...this.rowLock(),
     });
     if (others.length === 0) {
-      throw new AppError('last_admin', 'This is the last active admin; create or enable another admin first.', {
-        status: 409,
-      });
+      throw new AppError('last_admin', 'This is the last active admin; create or enable another admin first.');
     }
   }
 

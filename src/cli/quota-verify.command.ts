@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { DataSource } from 'typeorm';
-import { buildDataSourceOptions } from '../database/data-source-options';
+import { appDataSourceOptions } from '../app.data-source';
 import { checkLedger, type IntegrityReport } from '../quota/integrity';
 import { UsageError, type CliCommand } from './command';
 
@@ -43,7 +43,7 @@ export const quotaVerifyCommand: CliCommand = {
     if (memberId !== undefined && !/^[1-9]\d{0,18}$/.test(memberId)) {
       throw new UsageError('--member-id must be a member id (digits)');
     }
-    const dataSource = new DataSource(buildDataSourceOptions(config.database, false));
+    const dataSource = new DataSource(appDataSourceOptions(config.database, false));
     await dataSource.initialize();
     try {
       const report = await runQuotaVerify(dataSource, memberId);

@@ -8,7 +8,7 @@ import { PasswordHasher } from '../auth/password-hasher';
 import { User } from '../auth/user.entity';
 import { UsersService } from '../auth/users.service';
 import { AppError } from '../common/app-error';
-import { buildDataSourceOptions } from '../database/data-source-options';
+import { appDataSourceOptions } from '../app.data-source';
 import { UsageError, type CliCommand } from './command';
 import { readPassword } from './password-input';
 
@@ -58,7 +58,7 @@ export const userCreateCommand: CliCommand = {
     }
 
     // Same options as the service; migrations run here too where the service would run them.
-    const dataSource = new DataSource(buildDataSourceOptions(config.database, config.migrationsRun));
+    const dataSource = new DataSource(appDataSourceOptions(config.database, config.migrationsRun));
     await dataSource.initialize();
     try {
       const users = new UsersService(

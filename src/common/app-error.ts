@@ -1,38 +1,22 @@
+import { errorStatus, type ErrorCode } from './error-codes';
+
+export type { ErrorCode } from './error-codes';
+
 /**
- * Every refusal the service gives has a stable machine-readable code. Domain code throws
- * AppError (or a subclass); the problem-details filter is the only place that turns a code into
- * an HTTP status.
+ * Every refusal the service gives has a stable machine-readable code from the catalogue
+ * (error-codes.ts), which also gives its HTTP status. Domain code throws AppError (or a subclass);
+ * the problem-details filter turns it into the answer.
  */
-export const ERROR_STATUS = {
-  bad_request: 400,
-  malformed_json: 400,
-  unknown_parameter: 400,
-  unauthorized: 401,
-  invalid_credentials: 401,
-  invalid_token: 401,
-  forbidden: 403,
-  not_found: 404,
-  method_not_allowed: 405,
-  conflict: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  validation_failed: 422,
-  rate_limited: 429,
-  account_locked: 429,
-  internal_error: 500,
-  database_unavailable: 503,
-  service_unavailable: 503,
-} as const satisfies Record<string, number>;
-
-export type ErrorCode = keyof typeof ERROR_STATUS | (string & {});
-
 export interface FieldError {
   readonly field: string;
   readonly message: string;
 }
 
 export interface AppErrorOptions {
-  /** HTTP status for codes the common table does not know (modules add their own codes). */
+  /**
+   * The filter's own use only: the status of a framework HttpException whose status has no code of
+   * its own. Everything else answers the status the catalogue gives its code.
+   */
   readonly status?: number;
   readonly errors?: readonly FieldError[];
   /** Extra members of the problem body, e.g. the current `balance` of an insufficient_quota. */
@@ -51,7 +35,7 @@ export class AppError extends Error {
   ) {
     super(detail);
     this.name = 'AppError';
-    this.status = options.status ?? (ERROR_STATUS as Record<string, number>)[code] ?? 500;
+    this.status = options.status ?? errorStatus(code);
   }
 }
 

@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppError, type FieldError } from './app-error';
+import { statusTitle, type ErrorCode } from './error-codes';
 import { isDatabaseUnavailable } from './database-errors';
 import type { HttpReply, HttpRequest } from './http';
 
@@ -12,28 +13,14 @@ interface Problem {
   title: string;
   status: number;
   detail: string;
-  code: string;
+  code: ErrorCode;
   errors?: readonly FieldError[];
   request_id: string;
   [extension: string]: unknown;
 }
 
-const TITLES: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  409: 'Conflict',
-  413: 'Content Too Large',
-  415: 'Unsupported Media Type',
-  422: 'Unprocessable Content',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
-
-const CODE_BY_HTTP_STATUS: Record<number, string> = {
+/** Framework HttpExceptions (Nest's own refusals) get the catalogue's code for their status. */
+const CODE_BY_HTTP_STATUS: Readonly<Partial<Record<number, ErrorCode>>> = {
   400: 'bad_request',
   401: 'unauthorized',
   403: 'forbidden',
@@ -79,7 +66,7 @@ function fromHttpException(exception: HttpException): AppError {
   const status = exception.getStatus();
   const response = exception.getResponse();
   const message: unknown = typeof response === 'object' && 'message' in response ? response.message : response;
-  let detail = typeof message === 'string' ? message : (TITLES[status] ?? 'Request failed');
+  let detail = typeof message === 'string' ? message : statusTitle(status, 'Request failed');
   if (status === 404) detail = 'No such route.';
   return new AppError(CODE_BY_HTTP_STATUS[status] ?? (status >= 500 ? 'internal_error' : 'bad_request'), detail, {
     status,
@@ -117,7 +104,7 @@ export function sendProblem(reply: HttpReply, error: AppError, requestId: string
   }
   const problem: Problem = {
     type: `${PROBLEM_TYPE_BASE}${error.code}`,
-    title: TITLES[error.status] ?? 'Error',
+    title: statusTitle(error.status),
     status: error.status,
     detail: error.detail,
     code: error.code,

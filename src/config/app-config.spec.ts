@@ -47,6 +47,8 @@ describe('loadConfig', () => {
       intervalMs: 2000,
       safetyLagMs: 5000,
       batchSize: 5000,
+      gapMaxAgeMs: 3_600_000,
+      reconcileIntervalMs: 600_000,
       anomalyRetentionDays: 90,
     });
     expect(config.analytics.anomaly).toMatchObject({ windowSeconds: 300, zScore: 4, burstCount: 20, burstSeconds: 10 });
@@ -61,8 +63,12 @@ describe('loadConfig', () => {
       QUOTA_ANOMALY_ZSCORE: '3.5',
       QUOTA_ANOMALY_BURST_COUNT: '5',
       QUOTA_ANOMALY_RETENTION_DAYS: '0',
+      QUOTA_ANALYTICS_GAP_MAX_AGE_MS: '60000',
+      QUOTA_ANALYTICS_RECONCILE_MS: '0',
     });
     expect(config.analytics.safetyLagMs).toBe(0);
+    expect(config.analytics.gapMaxAgeMs).toBe(60_000);
+    expect(config.analytics.reconcileIntervalMs).toBe(0);
     expect(config.analytics.anomalyRetentionDays).toBe(0);
     expect(config.analytics.anomaly.zScore).toBe(3.5);
     expect(config.analytics.anomaly.burstCount).toBe(5);
@@ -70,6 +76,7 @@ describe('loadConfig', () => {
     expectConfigError({ QUOTA_ANOMALY_BURST_COUNT: '1' }, 'QUOTA_ANOMALY_BURST_COUNT');
     expectConfigError({ QUOTA_ANOMALY_RETENTION_DAYS: '-1' }, 'QUOTA_ANOMALY_RETENTION_DAYS');
     expectConfigError({ QUOTA_ANOMALY_RETENTION_DAYS: '30d' }, 'QUOTA_ANOMALY_RETENTION_DAYS');
+    expectConfigError({ QUOTA_ANALYTICS_RECONCILE_MS: '-1' }, 'QUOTA_ANALYTICS_RECONCILE_MS');
   });
 
   it('reads the login lockout settings', () => {

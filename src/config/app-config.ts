@@ -83,6 +83,13 @@ export interface AnalyticsConfig {
   /** Rows younger than this are left for a later run: auto-increment ids can commit out of order. */
   readonly safetyLagMs: number;
   readonly batchSize: number;
+  /**
+   * Ids the watermark passed while their rows were not visible (a transaction still open, or
+   * rolled back) are looked for again on every run for this long, then given up.
+   */
+  readonly gapMaxAgeMs: number;
+  /** How often quota_type_totals is checked against `members` and corrected (0: never). */
+  readonly reconcileIntervalMs: number;
   readonly anomaly: AnomalyConfig;
   /** Stored anomalies older than this many days are deleted (0 keeps them for ever). */
   readonly anomalyRetentionDays: number;
@@ -451,6 +458,8 @@ function readAnalytics(read: EnvReader): AnalyticsConfig {
     intervalMs: read.integer('QUOTA_ANALYTICS_INTERVAL_MS', 2000, 0, 3_600_000),
     safetyLagMs: read.integer('QUOTA_ANALYTICS_LAG_MS', 5000, 0, 600_000),
     batchSize: read.integer('QUOTA_ANALYTICS_BATCH', 5000, 1, 100_000),
+    gapMaxAgeMs: read.integer('QUOTA_ANALYTICS_GAP_MAX_AGE_MS', 3_600_000, 0, 7 * 86_400_000),
+    reconcileIntervalMs: read.integer('QUOTA_ANALYTICS_RECONCILE_MS', 600_000, 0, 86_400_000),
     anomaly: {
       windowSeconds: read.integer('QUOTA_ANOMALY_WINDOW', 300, 10, 86400),
       zScore: decimal('QUOTA_ANOMALY_ZSCORE', 4, 1, 100),

@@ -5,8 +5,6 @@ import * as mysql2 from 'mysql2';
 import type { DataSourceOptions } from 'typeorm';
 import type { DatabaseConfig, MysqlDatabaseConfig } from '../config/app-config';
 import { mysqlSslOptions } from '../config/tls';
-import { ENTITIES } from './entities';
-import { MIGRATIONS } from './migrations';
 
 /**
  * Every pooled MySQL connection runs in strict mode and UTC, whatever the server's defaults, so an
@@ -61,10 +59,23 @@ const strictMysql2 = {
 
 export const MIGRATIONS_TABLE = 'migrations';
 
-export function buildDataSourceOptions(database: DatabaseConfig, migrationsRun: boolean): DataSourceOptions {
+/**
+ * What the database holds, composed at the top (src/app.data-source.ts) from every module's
+ * entities and the migrations: database/ knows no feature module.
+ */
+export interface DatabaseSchema {
+  readonly entities: NonNullable<DataSourceOptions['entities']>;
+  readonly migrations: NonNullable<DataSourceOptions['migrations']>;
+}
+
+export function buildDataSourceOptions(
+  database: DatabaseConfig,
+  migrationsRun: boolean,
+  schema: DatabaseSchema,
+): DataSourceOptions {
   const common = {
-    entities: ENTITIES,
-    migrations: MIGRATIONS,
+    entities: schema.entities,
+    migrations: schema.migrations,
     migrationsTableName: MIGRATIONS_TABLE,
     migrationsTransactionMode: 'each' as const,
     migrationsRun,

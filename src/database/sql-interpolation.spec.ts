@@ -22,6 +22,8 @@ const REVIEWED: Record<string, string> = {
   'analytics/analytics-sql.ts :: values': 'upsert(): rows of `?` placeholders',
   "analytics/analytics.service.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
   'analytics/analytics.service.ts :: where': 'fixed conditions with `?` parameters',
+  "analytics/tail-processor.service.ts :: chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')":
+    'fixed ranges of `?` parameters',
   'analytics/stats.service.ts :: inWhole': 'fixed condition text',
   'analytics/stats.service.ts :: notChanged': 'fixed condition with a `?` list',
   "analytics/stats.service.ts :: typeClause('m.membership_type')": 'a column name and `?` parameters',

@@ -1,5 +1,6 @@
 import { BullModule } from '@nestjs/bullmq';
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
 import type { AppConfig } from '../config/app-config';
 import { tlsConnectOptions } from '../config/tls';
 import { QuotaModule } from '../quota/quota.module';
@@ -40,6 +41,7 @@ export class JobsModule {
       module: JobsModule,
       imports: [
         QuotaModule,
+        AuditModule,
         ...(redis
           ? [
               BullModule.forRoot({

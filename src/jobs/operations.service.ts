@@ -48,7 +48,7 @@ const LISTED_UNKNOWN_IDS = 20;
 
 class OperationFinishedError extends AppError {
   constructor(status: OperationStatus) {
-    super('operation_finished', `The operation is already ${status}; there is nothing to cancel.`, { status: 409 });
+    super('operation_finished', `The operation is already ${status}; there is nothing to cancel.`);
   }
 }
 

@@ -19,8 +19,11 @@ import type { Role } from '../auth/principal';
 import { NoQuery } from '../common/validation';
 import { DEFAULT_THROTTLER } from '../throttle/throttle.decorators';
 import { METRICS_TOKEN_SCHEME } from './decorators';
-import { API_PROBLEMS_KEY, PROBLEM_CONTENT_TYPE, PROBLEM_MODELS, PROBLEM_SCHEMAS, PROBLEM_STATUS } from './problems';
+import { errorStatus, type ErrorCode } from '../common/error-codes';
+import { API_PROBLEMS_KEY, PROBLEM_CONTENT_TYPE, PROBLEM_MODELS, PROBLEM_SCHEMAS } from './problems';
 import { RESPONSE_MODELS } from './schemas';
+import { AUTH_RESPONSE_MODELS } from '../auth/auth.schemas';
+import { QUOTA_RESPONSE_MODELS } from '../quota/quota.schemas';
 
 export const API_TITLE = 'Quota service API';
 export const BEARER_SCHEME = 'bearer';
@@ -53,7 +56,7 @@ interface HandlerAccess {
   readonly rateLimited: boolean;
   /** The handler refuses any query parameter (@NoQuery), so `?x=1` is a 422. */
   readonly refusesQuery: boolean;
-  readonly problems: readonly string[];
+  readonly problems: readonly ErrorCode[];
 }
 
 /** The version in package.json, found by walking up from this file (src/ under jest, dist/src/ when built). */
@@ -106,8 +109,8 @@ function collectHandlerAccess(app: INestApplication): Map<string, HandlerAccess>
             (Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, key) ?? {}) as Record<string, RouteArgument>,
           ).some((arg) => refusesQuery !== undefined && arg.factory === refusesQuery),
           problems: [
-            ...((Reflect.getMetadata(API_PROBLEMS_KEY, controller) as string[] | undefined) ?? []),
-            ...((Reflect.getMetadata(API_PROBLEMS_KEY, handler) as string[] | undefined) ?? []),
+            ...((Reflect.getMetadata(API_PROBLEMS_KEY, controller) as ErrorCode[] | undefined) ?? []),
+            ...((Reflect.getMetadata(API_PROBLEMS_KEY, handler) as ErrorCode[] | undefined) ?? []),
           ],
         });
       }
@@ -120,7 +123,7 @@ function operationId(controllerName: string, methodName: string): string {
   return `${controllerName}_${methodName}`;
 }
 
-function problemResponse(codes: readonly string[]): ResponseObject {
+function problemResponse(codes: readonly ErrorCode[]): ResponseObject {
   const sorted = [...new Set(codes)].sort();
   const special = sorted.filter((code) => PROBLEM_SCHEMAS[code] !== undefined).map((code) => PROBLEM_SCHEMAS[code]);
   const problem = { $ref: '#/components/schemas/Problem' };
@@ -151,7 +154,7 @@ function completeOperation(
   operation: OperationObject,
   access: HandlerAccess | undefined,
 ): void {
-  const codes: string[] = [...(access?.problems ?? [])];
+  const codes: ErrorCode[] = [...(access?.problems ?? [])];
   const isApi = path.startsWith('/api/');
   // The probes answer outages with their own 503 body (or, for liveness, never depend on the database).
   const isProbe = (operation.tags ?? []).includes('health');
@@ -179,9 +182,9 @@ function completeOperation(
   if (isApi && !isProbe) codes.push('database_unavailable');
   codes.push('internal_error');
 
-  const byStatus = new Map<number, string[]>();
+  const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) {
-    const status = PROBLEM_STATUS[code];
+    const status = errorStatus(code);
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }
   const responses = operation.responses as Record<string, ResponseObject>;
@@ -420,7 +423,7 @@ export function buildOpenApiDocument(app: INestApplication, options: OpenApiOpti
 
   const document = SwaggerModule.createDocument(app, config, {
     operationIdFactory: operationId,
-    extraModels: [...PROBLEM_MODELS, ...RESPONSE_MODELS],
+    extraModels: [...PROBLEM_MODELS, ...AUTH_RESPONSE_MODELS, ...QUOTA_RESPONSE_MODELS, ...RESPONSE_MODELS],
   });
   const access = collectHandlerAccess(app);
   const tags = new Set<string>();

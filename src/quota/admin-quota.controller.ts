@@ -4,7 +4,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiCursorResponse, ApiDataResponse, ApiIdempotencyKey, REPLAY_HEADER } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { AdjustmentSchema, HistoryEntrySchema, IntegrityReportSchema } from '../openapi/schemas';
+import { AdjustmentSchema, HistoryEntrySchema, IntegrityReportSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { AdjustDto, HISTORY_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
 import { HistoryService } from './history.service';

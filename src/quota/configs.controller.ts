@@ -3,7 +3,7 @@ import { ApiNoContentResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { ConfigChangeMetaSchema, QuotaConfigSchema } from '../openapi/schemas';
+import { ConfigChangeMetaSchema, QuotaConfigSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { ConfigsService } from './configs.service';
 import { CreateConfigDto, ListConfigsQuery, UpdateConfigDto } from './dto/config.dto';

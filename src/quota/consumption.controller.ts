@@ -1,10 +1,11 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { ErrorCode } from '../common/error-codes';
 import type { HttpReply } from '../common/http';
 import { ChecksCallerInTransaction, CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiDataResponse, ApiIdempotencyKey, QUOTA_HEADERS, REPLAY_HEADER } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { BalanceSchema, QuotaChangeSchema } from '../openapi/schemas';
+import { BalanceSchema, QuotaChangeSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
@@ -12,7 +13,7 @@ import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
 import { QuotaService, type BalanceView, type QuotaChange, type QuotaHeaders } from './quota.service';
 
-const CONSUME_PROBLEMS = [
+const CONSUME_PROBLEMS: readonly ErrorCode[] = [
   'not_found',
   'insufficient_quota',
   'member_inactive',

@@ -308,7 +308,10 @@ export class LedgerService {
       actor,
       note: `${from.membership_type} -> ${newType}`,
     };
-    const historyId = await this.insertHistory(s, change, balance + delta);
+    const historyId = await this.insertHistory(s, change, balance + delta, {
+      from: from.membership_type,
+      to: newType,
+    });
     this.metrics.ledgerChanges.inc({ reason: 'membership_change' });
     return {
       historyId,
@@ -377,21 +380,34 @@ export class LedgerService {
     };
   }
 
-  private async insertHistory(s: SqlSession, change: LedgerChange, balanceAfter: number): Promise<string> {
-    const result = await s.exec(
-      `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        change.memberId,
-        change.delta,
-        balanceAfter,
-        change.reason,
-        change.actor,
-        change.operationId ?? null,
-        change.idempotencyKey ?? null,
-        change.note ?? null,
-      ],
-    );
+  /** `types`: a membership change stores the types before and after it as data (the note is for people). */
+  private async insertHistory(
+    s: SqlSession,
+    change: LedgerChange,
+    balanceAfter: number,
+    types?: { from: string; to: string },
+  ): Promise<string> {
+    const params = [
+      change.memberId,
+      change.delta,
+      balanceAfter,
+      change.reason,
+      change.actor,
+      change.operationId ?? null,
+      change.idempotencyKey ?? null,
+      change.note ?? null,
+    ];
+    const result = types
+      ? await s.exec(
+          `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note, from_membership_type, to_membership_type)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [...params, types.from, types.to],
+        )
+      : await s.exec(
+          `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          params,
+        );
     if (result.insertId === null) throw new Error('history insert returned no id');
     return result.insertId;
   }

@@ -3,7 +3,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import { ApiBatchResponse, ApiDataResponse, ApiPageResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { MemberSchema } from '../openapi/schemas';
+import { MemberSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { BatchCreateMembersDto, CreateMemberDto, ListMembersQuery, UpdateMemberDto } from './dto/member.dto';
 import { NoQuery } from '../common/validation';

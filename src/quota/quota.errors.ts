@@ -10,7 +10,6 @@ export class InsufficientQuotaError extends AppError {
     headers?: Readonly<Record<string, string>>,
   ) {
     super('insufficient_quota', `The member has ${balance} left; ${requested} was requested.`, {
-      status: 409,
       extensions: { balance, requested },
       headers,
     });
@@ -19,14 +18,13 @@ export class InsufficientQuotaError extends AppError {
 
 export class MemberInactiveError extends AppError {
   constructor(readonly membershipType: string) {
-    super('member_inactive', 'The member is inactive; its quota cannot be used.', { status: 409 });
+    super('member_inactive', 'The member is inactive; its quota cannot be used.');
   }
 }
 
 export class ConfigInactiveError extends AppError {
   constructor(readonly membershipType: string) {
     super('config_inactive', `The quota config of membership type "${membershipType}" is inactive.`, {
-      status: 409,
       extensions: { membership_type: membershipType },
     });
   }
@@ -35,7 +33,6 @@ export class ConfigInactiveError extends AppError {
 export class NegativeBalanceError extends AppError {
   constructor(balance: number) {
     super('negative_balance', `The change would take the balance (${balance}) below 0.`, {
-      status: 422,
       extensions: { balance },
     });
   }
@@ -44,7 +41,6 @@ export class NegativeBalanceError extends AppError {
 export class BalanceOutOfRangeError extends AppError {
   constructor(balance: number) {
     super('balance_out_of_range', `The change would take the balance (${balance}) above 2147483647.`, {
-      status: 422,
       extensions: { balance },
     });
   }
@@ -55,7 +51,6 @@ export class IdempotencyKeyMismatchError extends AppError {
     super(
       'idempotency_key_mismatch',
       'This Idempotency-Key was already used with a different request; use a new key for a new request.',
-      { status: 422 },
     );
   }
 }
@@ -63,7 +58,6 @@ export class IdempotencyKeyMismatchError extends AppError {
 export class IdempotencyKeyInUseError extends AppError {
   constructor() {
     super('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
-      status: 409,
       retryAfterSeconds: 1,
     });
   }
@@ -72,7 +66,6 @@ export class IdempotencyKeyInUseError extends AppError {
 export class DuplicateMembershipTypeError extends AppError {
   constructor(membershipType: string) {
     super('duplicate_membership_type', `A quota config for membership type "${membershipType}" already exists.`, {
-      status: 409,
       extensions: { membership_type: membershipType },
     });
   }
@@ -81,7 +74,6 @@ export class DuplicateMembershipTypeError extends AppError {
 export class ConfigInUseError extends AppError {
   constructor(membershipType: string) {
     super('config_in_use', `Members still have membership type "${membershipType}"; move them first.`, {
-      status: 409,
       extensions: { membership_type: membershipType },
     });
   }
@@ -90,7 +82,6 @@ export class ConfigInUseError extends AppError {
 export class MembersExistError extends AppError {
   constructor(externalIds: readonly string[]) {
     super('member_exists', `${externalIds.length} member(s) with these external ids already exist.`, {
-      status: 409,
       extensions: { external_ids: externalIds },
     });
   }

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
 import { DatabaseModule } from '../database/database.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
@@ -15,7 +16,7 @@ import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
 @Module({
-  imports: [DatabaseModule],
+  imports: [DatabaseModule, AuditModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
   controllers: [ConsumptionController, ConfigsController, MembersController, AdminQuotaController],

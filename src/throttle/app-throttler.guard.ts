@@ -10,13 +10,13 @@ import {
   type ThrottlerStorage,
 } from '@nestjs/throttler';
 import { Counter } from 'prom-client';
-import type { Principal } from '../auth/principal';
 import { AppError } from '../common/app-error';
 import { MetricsRegistry } from '../metrics/metrics.module';
 
 interface ThrottledRequest {
   ip?: string;
-  user?: Principal;
+  /** The authenticated caller (auth's Principal), when there is one. */
+  user?: { readonly userId: string };
 }
 
 /**

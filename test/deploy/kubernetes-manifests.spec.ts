@@ -33,7 +33,7 @@ function container(d: Manifest) {
 const STRONG_SECRET = 'k8s-manifest-check-Zx8#kq2!Lm9@Vb4$Np7%Rt1^';
 
 /**
- * Peak RSS per role under the benchmarks with the heap capped at 256 MB (README, "Kubernetes"):
+ * Peak RSS per role under the benchmarks with the heap capped at 256 MB (docs/benchmarks.md, "Memory per role"):
  * the API under the consume bench and a 2-minute mixed load, the worker under a 1,000,000-member
  * bulk adjustment. Re-measure and update them with the manifests.
  */

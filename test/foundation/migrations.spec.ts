@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { buildDataSourceOptions } from '../../src/database/data-source-options';
+import { appDataSourceOptions } from '../../src/app.data-source';
 import { MIGRATIONS } from '../../src/database/migrations';
 import { loadConfig } from '../../src/config/app-config';
 import { createTestDatabase, testDriver, type TestDatabase } from '../support/test-database';
@@ -13,7 +13,7 @@ describe(`migrations on ${testDriver}`, () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     const config = loadConfig({ ...database.env, APP_ENV: 'testing' });
-    dataSource = new DataSource(buildDataSourceOptions(config.database, false));
+    dataSource = new DataSource(appDataSourceOptions(config.database, false));
     await dataSource.initialize();
   });
   afterAll(async () => {
@@ -55,7 +55,10 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('Case-1', 'exact', 1), ('case-1', 'exact', 1)",
     );
     expect(await dataSource.showMigrations()).toBe(false);
-    // Newest first: the operation-error rewrite (nothing to undo), then the exact external ids.
+    // Newest first: the analytics gaps, the membership type columns, the operation-error rewrite
+    // (nothing to undo), then the exact external ids.
+    await dataSource.undoLastMigration();
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     if (testDriver === 'mysql') {
       // A case-insensitive unique index cannot hold both: down() refuses rather than lose one.
@@ -83,6 +86,48 @@ describe(`migrations on ${testDriver}`, () => {
     );
     await dataSource.query("DELETE FROM members WHERE membership_type = 'exact'");
     await dataSource.query("DELETE FROM member_quota_config WHERE membership_type = 'exact'");
+  });
+
+  it('stores the types of a membership change as data, filled from the notes of older rows', async () => {
+    await dataSource.query(
+      "INSERT INTO member_quota_config (membership_type, max_quota) VALUES ('type-a', 5), ('type-b', 9)",
+    );
+    await dataSource.query(
+      "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('typed-1', 'type-b', 9)",
+    );
+    const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'typed-1'");
+    // Newest first: the analytics gaps, then the membership type columns.
+    await dataSource.undoLastMigration();
+    await dataSource.undoLastMigration();
+    const columns = async () =>
+      (await dataSource.createQueryRunner().getTable('member_quota_history'))!.columns.map((c) => c.name);
+    expect(await columns()).not.toContain('from_membership_type');
+    const notes = ['type-a -> type-b', 'type a -> type-b', 'type-a->type-b', null];
+    for (const note of notes) {
+      await dataSource.query(
+        "INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, note) VALUES (?, 4, 9, 'membership_change', 'system', ?)",
+        [member.id, note],
+      );
+    }
+    await dataSource.runMigrations();
+    expect(await dataSource.showMigrations()).toBe(false);
+    expect(await columns()).toEqual(expect.arrayContaining(['from_membership_type', 'to_membership_type']));
+    const rows = await dataSource.query<
+      { note: string | null; from_membership_type: string; to_membership_type: string }[]
+    >(
+      'SELECT note, from_membership_type, to_membership_type FROM member_quota_history WHERE member_id = ? ORDER BY id',
+      [member.id],
+    );
+    expect(rows.map((r) => [r.note, r.from_membership_type, r.to_membership_type])).toEqual([
+      ['type-a -> type-b', 'type-a', 'type-b'],
+      ['type a -> type-b', null, null],
+      ['type-a->type-b', null, null],
+      [null, null, null],
+    ]);
+    // The trigger is back: the ledger stays append-only.
+    await expect(
+      dataSource.query("UPDATE member_quota_history SET note = 'x' WHERE member_id = ?", [member.id]),
+    ).rejects.toThrow(/append-only/);
   });
 
   it("creates the seed's indexes", async () => {

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { bearer, loginAs } from '../support/auth';
 import {
   balanceOf,
@@ -186,6 +187,18 @@ describe('members', () => {
       ['membership_change', -170, 0, `${premium.membershipType} -> ${small.membershipType}`],
     ]);
     expect(history[2].actor).toBe(operatorId);
+    // The types are stored as data too, for readers that must not parse the note.
+    const types = await sql<{ from_membership_type: string | null; to_membership_type: string | null }>(
+      t,
+      'SELECT from_membership_type, to_membership_type FROM member_quota_history WHERE member_id = ? ORDER BY id',
+      [member.id],
+    );
+    expect(types.map((r) => [r.from_membership_type, r.to_membership_type])).toEqual([
+      [null, null],
+      [null, null],
+      [regular.membershipType, premium.membershipType],
+      [premium.membershipType, small.membershipType],
+    ]);
     expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [] });
 
     const audit = await sql<{ action: string }>(
@@ -245,9 +258,28 @@ describe('members', () => {
         membership_type: config.membershipType,
         ...(i % 10 === 0 ? { initial_quota: i } : {}),
       }));
-      const res = await request(t.server).post(`${MEMBERS}/batch`).set(bearer(admin)).send({ members });
+      // Every statement the service's query runners send while the batch is written.
+      const runner = t.app.get(DataSource).createQueryRunner();
+      const sent = jest.spyOn(Object.getPrototypeOf(runner) as { query: (sql: string) => Promise<unknown> }, 'query');
+      await runner.release();
+      let res: request.Response;
+      let statements: string[];
+      try {
+        res = await request(t.server).post(`${MEMBERS}/batch`).set(bearer(admin)).send({ members });
+      } finally {
+        statements = sent.mock.calls.map(([statement]) => statement);
+        sent.mockRestore();
+      }
       expect(res.status).toBe(201);
       expect(res.body.meta).toEqual({ created: 1000 });
+      // The audit rows are written set-based: two multi-row inserts of 500, not 1,000 statements.
+      expect(statements.filter((statement) => /INSERT INTO\W+admin_audit_log/i.test(statement))).toHaveLength(2);
+      const [audited] = await sql<{ n: unknown }>(
+        t,
+        "SELECT COUNT(*) AS n FROM admin_audit_log WHERE action = 'member.create' AND entity_id IN (SELECT CAST(id AS CHAR) FROM members WHERE membership_type = ?)",
+        [config.membershipType],
+      );
+      expect(Number(audited.n)).toBe(1000);
       expect(res.body.data).toHaveLength(1000);
       expect(res.body.data[0]).toMatchObject({ external_id: members[0].external_id, quota_balance: 0 });
       expect(res.body.data[1]).toMatchObject({ external_id: members[1].external_id, quota_balance: 25 });

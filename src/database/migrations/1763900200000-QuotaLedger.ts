@@ -8,6 +8,15 @@ const TRIGGERS = [
   { name: 'trg_member_quota_history_no_delete', event: 'DELETE' },
 ] as const;
 
+export const HISTORY_NO_UPDATE_TRIGGER = TRIGGERS[0];
+
+/** The statement that creates one of the ledger's append-only triggers. */
+export function appendOnlyTrigger(isSqlite: boolean, trigger: (typeof TRIGGERS)[number]): string {
+  return isSqlite
+    ? `CREATE TRIGGER ${trigger.name} BEFORE ${trigger.event} ON ${HISTORY} BEGIN SELECT RAISE(ABORT, '${APPEND_ONLY_MESSAGE}'); END`
+    : `CREATE TRIGGER ${trigger.name} BEFORE ${trigger.event} ON ${HISTORY} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${APPEND_ONLY_MESSAGE}'`;
+}
+
 /**
  * Idempotency keys for consume, refund and adjust; an index that finds the history row a key
  * produced (replays rebuild the first answer from it); and database triggers that refuse any
@@ -42,13 +51,7 @@ export class QuotaLedger1763900200000 implements MigrationInterface {
       }),
     );
 
-    for (const trigger of TRIGGERS) {
-      await queryRunner.query(
-        d.isSqlite
-          ? `CREATE TRIGGER ${trigger.name} BEFORE ${trigger.event} ON ${HISTORY} BEGIN SELECT RAISE(ABORT, '${APPEND_ONLY_MESSAGE}'); END`
-          : `CREATE TRIGGER ${trigger.name} BEFORE ${trigger.event} ON ${HISTORY} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${APPEND_ONLY_MESSAGE}'`,
-      );
-    }
+    for (const trigger of TRIGGERS) await queryRunner.query(appendOnlyTrigger(d.isSqlite, trigger));
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {

@@ -43,6 +43,14 @@ export class QuotaHistory {
   @Column({ type: 'varchar', length: 500, nullable: true })
   note!: string | null;
 
+  /** A membership_change row: the member's type before the change (NULL on other rows). */
+  @Column({ name: 'from_membership_type', type: 'varchar', length: 32, nullable: true })
+  fromMembershipType!: string | null;
+
+  /** A membership_change row: the member's type after the change (NULL on other rows). */
+  @Column({ name: 'to_membership_type', type: 'varchar', length: 32, nullable: true })
+  toMembershipType!: string | null;
+
   @CreateDateColumn({ name: 'created_at', type: 'datetime', precision: 3 })
   createdAt!: Date;
 }

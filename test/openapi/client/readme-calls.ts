@@ -6,7 +6,7 @@
 // @ts-nocheck
 
 /*
- * The README's example calls, made through openapi-fetch with the generated types: if the
+ * The example calls of docs/api.md, made through openapi-fetch with the generated types: if the
  * document makes a defaulted field required, drops a status or misnames a field, this stops
  * compiling (or, run against the service, fails). No casts: every value is narrowed the way a
  * client would narrow it.
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
   // initial_grant, consumption, refund, two manual adjustments
   expectEqual('history rows', rows, 5);
 
-  // Member ids as the README sends them: JSON integers (strings of digits work too).
+  // Member ids as docs/api.md sends them: JSON integers (strings of digits work too).
   const bulk = await api.POST('/api/v1/admin/quota/bulk-adjust', {
     params: { header: { 'Idempotency-Key': 'spring-campaign-2026' } },
     body: {

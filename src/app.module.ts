@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from './common/logger.token';
@@ -44,6 +45,8 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         LoggingModule.forRoot(logger),
+        // Periodic work (analytics tail, sweeps, purges) is registered with Nest's scheduler.
+        ScheduleModule.forRoot(),
         TypeOrmModule.forRootAsync({
           useFactory: () => ({
             ...appDataSourceOptions(config.database, config.migrationsRun),

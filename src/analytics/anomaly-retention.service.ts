@@ -1,6 +1,8 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
+import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
 import { sqlTimestamp } from '../database/sql-session';
@@ -10,6 +12,8 @@ const DAY_MS = 86_400_000;
 const PRUNE_INTERVAL_MS = 3_600_000;
 /** Rows per statement: short transactions that never hold many locks at once. */
 export const PRUNE_BATCH = 5_000;
+/** The scheduler's name for the hourly prune. */
+export const PRUNE_INTERVAL = 'anomaly-retention';
 
 /**
  * Keeps quota_anomalies from growing for ever: events older than QUOTA_ANOMALY_RETENTION_DAYS
@@ -19,7 +23,6 @@ export const PRUNE_BATCH = 5_000;
  */
 @Injectable()
 export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | null = null;
 
   constructor(
@@ -27,19 +30,19 @@ export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicati
     private readonly config: AppConfig,
     private readonly metrics: AnalyticsMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly scheduler: SchedulerRegistry,
   ) {}
 
   onApplicationBootstrap(): void {
     if (this.config.role === 'api' || this.config.analytics.anomalyRetentionDays === 0) return;
-    this.timer = setInterval(() => {
+    scheduleEvery(this.scheduler, PRUNE_INTERVAL, PRUNE_INTERVAL_MS, async () => {
       if (this.running) return;
-      this.prune().catch((err: unknown) => this.logger.error({ err }, 'pruning old anomalies failed'));
-    }, PRUNE_INTERVAL_MS);
-    this.timer.unref();
+      await this.prune().catch((err: unknown) => this.logger.error({ err }, 'pruning old anomalies failed'));
+    });
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
+    stopScheduled(this.scheduler, PRUNE_INTERVAL);
     await this.running?.catch(() => undefined);
   }
 

@@ -1,6 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type BeforeApplicationShutdown } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
+import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
 import { readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
@@ -26,6 +28,8 @@ import {
 import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
 
 export const TAIL_STATE = 'history_tail';
+/** The scheduler's name for the tail processor's interval (QUOTA_ANALYTICS_INTERVAL_MS). */
+export const TAIL_INTERVAL = 'analytics-tail';
 
 export interface TailRun {
   /** False when another instance held the lock (or a run was already going here). */
@@ -154,7 +158,6 @@ async function rowsInGaps(s: SqlSession, gaps: readonly Gap[], limit = Number.MA
  */
 @Injectable()
 export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | null = null;
   private readonly detector: AnomalyDetector;
   /** The first reconciliation comes one interval after start-up. */
@@ -165,21 +168,21 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     private readonly config: AppConfig,
     private readonly metrics: AnalyticsMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly scheduler: SchedulerRegistry,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
 
   onApplicationBootstrap(): void {
     if (this.config.role === 'api' || this.config.analytics.intervalMs === 0) return;
-    this.timer = setInterval(() => {
+    scheduleEvery(this.scheduler, TAIL_INTERVAL, this.config.analytics.intervalMs, async () => {
       if (this.running) return;
-      this.drain().catch((err: unknown) => this.logger.error({ err }, 'analytics tail processing failed'));
-    }, this.config.analytics.intervalMs);
-    this.timer.unref();
+      await this.drain().catch((err: unknown) => this.logger.error({ err }, 'analytics tail processing failed'));
+    });
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
+    stopScheduled(this.scheduler, TAIL_INTERVAL);
     await this.running?.catch(() => undefined);
   }
 

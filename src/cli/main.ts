@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { ConfigError } from '../config/app-config';
 import { loadConfigFromProcess } from '../config/config.module';
+import { createCliContext } from './cli.module';
 import { COMMANDS, UsageError, type CliCommand } from './commands';
 
 function usage(): string {
@@ -34,6 +35,7 @@ async function run(argv: readonly string[]): Promise<number> {
   try {
     return await command.run(args, {
       config,
+      open: (options) => createCliContext(config, options),
       stdin: process.stdin,
       stdout: process.stdout,
       stderr: process.stderr,

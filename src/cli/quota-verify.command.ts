@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { DataSource } from 'typeorm';
-import { appDataSourceOptions } from '../app.data-source';
 import { checkLedger, type IntegrityReport } from '../quota/integrity';
 import { UsageError, type CliCommand } from './command';
 
@@ -27,7 +26,7 @@ export const quotaVerifyCommand: CliCommand = {
   summary: 'check that every balance equals the sum of its history deltas',
   usage: 'quota:verify [--member-id ID]',
 
-  async run(args, { config, stdout }) {
+  async run(args, { open, stdout }) {
     let values: { 'member-id'?: string };
     try {
       ({ values } = parseArgs({
@@ -43,14 +42,13 @@ export const quotaVerifyCommand: CliCommand = {
     if (memberId !== undefined && !/^[1-9]\d{0,18}$/.test(memberId)) {
       throw new UsageError('--member-id must be a member id (digits)');
     }
-    const dataSource = new DataSource(appDataSourceOptions(config.database, false));
-    await dataSource.initialize();
+    const context = await open({ runMigrations: false });
     try {
-      const report = await runQuotaVerify(dataSource, memberId);
+      const report = await runQuotaVerify(context.get(DataSource), memberId);
       stdout.write(formatQuotaVerify(report));
       return report.mismatches.length === 0 ? 0 : 1;
     } finally {
-      await dataSource.destroy();
+      await context.close();
     }
   },
 };

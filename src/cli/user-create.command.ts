@@ -1,14 +1,9 @@
 import { parseArgs } from 'node:util';
 import { plainToInstance } from 'class-transformer';
 import { validate, type ValidationError } from 'class-validator';
-import { DataSource } from 'typeorm';
-import { AuditService } from '../audit/audit.service';
 import { CreateUserDto } from '../auth/dto/user.dto';
-import { PasswordHasher } from '../auth/password-hasher';
-import { User } from '../auth/user.entity';
 import { UsersService } from '../auth/users.service';
 import { AppError } from '../common/app-error';
-import { appDataSourceOptions } from '../app.data-source';
 import { UsageError, type CliCommand } from './command';
 import { readPassword } from './password-input';
 
@@ -24,7 +19,7 @@ export const userCreateCommand: CliCommand = {
     'user:create --email EMAIL --role admin|operator|service|member [--member-id ID] [--password PASSWORD]\n' +
     '  Without --password the password is read from standard input (first line), or prompted for on a terminal.',
 
-  async run(args, { config, stdin, stdout, stderr }) {
+  async run(args, { config, open, stdin, stdout, stderr }) {
     let values: { email?: string; role?: string; password?: string; 'member-id'?: string };
     try {
       ({ values } = parseArgs({
@@ -58,15 +53,9 @@ export const userCreateCommand: CliCommand = {
     }
 
     // Same options as the service; migrations run here too where the service would run them.
-    const dataSource = new DataSource(appDataSourceOptions(config.database, config.migrationsRun));
-    await dataSource.initialize();
+    const context = await open({ runMigrations: config.migrationsRun });
     try {
-      const users = new UsersService(
-        dataSource.getRepository(User),
-        dataSource,
-        new AuditService(),
-        new PasswordHasher(),
-      );
+      const users = context.get(UsersService);
       const user = await users.create('system', {
         email: dto.email,
         password: dto.password,
@@ -81,7 +70,7 @@ export const userCreateCommand: CliCommand = {
       for (const field of err.options.errors ?? []) stderr.write(`error: ${field.field}: ${field.message}\n`);
       return 1;
     } finally {
-      await dataSource.destroy();
+      await context.close();
     }
   },
 };

@@ -1,6 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
+import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { OperationRecorder } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
@@ -10,6 +12,9 @@ import { ResetScheduler } from './reset-scheduler.service';
 const SWEEP_BATCH = 1000;
 /** The HTTP answer does not wait longer than this for the queue; the sweep queues what did not make it. */
 const ENQUEUE_TIMEOUT_MS = 2000;
+/** The scheduler's names for the sweep (JOBS_SWEEP_INTERVAL_MS) and, without Redis, the reset tick (JOBS_RESET_TICK_MS). */
+export const SWEEP_INTERVAL = 'operations-sweep';
+export const RESET_TICK_INTERVAL = 'reset-tick';
 
 /**
  * Keeps the queue in line with the database. Every process queues the operations it records; a
@@ -19,8 +24,6 @@ const ENQUEUE_TIMEOUT_MS = 2000;
  */
 @Injectable()
 export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
-  private timers: NodeJS.Timeout[] = [];
-
   constructor(
     private readonly db: QuotaDatabase,
     private readonly queue: QueueDriver,
@@ -28,6 +31,7 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     private readonly recorder: OperationRecorder,
     private readonly config: AppConfig,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly scheduler: SchedulerRegistry,
   ) {}
 
   get consumes(): boolean {
@@ -44,9 +48,9 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
         this.logger.warn({ err }, 'could not schedule the reset tick; the sweep retries');
       });
     } else {
-      this.every(this.config.jobs.resetTickMs, () => this.resets.tick());
+      this.every(RESET_TICK_INTERVAL, this.config.jobs.resetTickMs, () => this.resets.tick());
     }
-    this.every(this.config.jobs.sweepIntervalMs, () => this.sweep());
+    this.every(SWEEP_INTERVAL, this.config.jobs.sweepIntervalMs, () => this.sweep());
     // Start-up: catch up a missed reset and pick up whatever a previous process left unfinished.
     void this.guard('start-up sweep', async () => {
       await this.resets.tick();
@@ -55,8 +59,8 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
   }
 
   onApplicationShutdown(): void {
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers = [];
+    stopScheduled(this.scheduler, RESET_TICK_INTERVAL);
+    stopScheduled(this.scheduler, SWEEP_INTERVAL);
   }
 
   /** Queues every unfinished operation again (a no-op for those whose job waits or runs). */
@@ -96,15 +100,8 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     }
   }
 
-  private every(ms: number, work: () => Promise<unknown>): void {
-    let busy = false;
-    const timer = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      void this.guard('periodic job work', work).finally(() => (busy = false));
-    }, ms);
-    timer.unref();
-    this.timers.push(timer);
+  private every(name: string, ms: number, work: () => Promise<unknown>): void {
+    scheduleEvery(this.scheduler, name, ms, () => this.guard('periodic job work', work));
   }
 
   private async guard(what: string, work: () => Promise<unknown>): Promise<void> {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { Interval } from '@nestjs/schedule';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppError } from '../common/app-error';
@@ -78,8 +79,8 @@ export function requestHash(request: Omit<IdempotentRequest, 'scope' | 'key'>): 
  * the first request to finish and then replay its answer; SQLite runs one writer at a time.
  */
 @Injectable()
-export class IdempotencyService implements OnApplicationBootstrap, OnApplicationShutdown {
-  private timer: NodeJS.Timeout | null = null;
+export class IdempotencyService {
+  private purging = false;
 
   constructor(
     private readonly db: QuotaDatabase,
@@ -175,21 +176,19 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
     return purged;
   }
 
-  onApplicationBootstrap(): void {
-    this.timer = setInterval(() => {
-      this.purgeExpired().then(
-        (purged) => {
-          if (purged > 0) this.logger.info({ purged }, 'expired idempotency keys deleted');
-        },
-        (err: unknown) => this.logger.warn({ err }, 'purging expired idempotency keys failed'),
-      );
-    }, PURGE_INTERVAL_MS);
-    this.timer.unref();
-  }
-
-  onApplicationShutdown(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Every 10 minutes on every instance (Nest's scheduler stops it at shutdown); runs never overlap. */
+  @Interval('idempotency-purge', PURGE_INTERVAL_MS)
+  async purgeOnSchedule(): Promise<void> {
+    if (this.purging) return;
+    this.purging = true;
+    try {
+      const purged = await this.purgeExpired();
+      if (purged > 0) this.logger.info({ purged }, 'expired idempotency keys deleted');
+    } catch (err) {
+      this.logger.warn({ err }, 'purging expired idempotency keys failed');
+    } finally {
+      this.purging = false;
+    }
   }
 
   private async claim(s: SqlSession, request: IdempotentRequest, hash: string, reqHash: string): Promise<void> {

@@ -7,7 +7,7 @@ import { AppConfig } from '../config/app-config';
 import { MetricsRegistry } from '../metrics/metrics.module';
 import { RedisConnection } from '../redis/redis.module';
 import { AppThrottlerGuard, clientAddress } from './app-throttler.guard';
-import { RedisThrottlerStorage } from './redis-throttler.storage';
+import { FailOpenRedisThrottlerStorage } from './fail-open-throttler.storage';
 import { DEFAULT_THROTTLER, LOGIN_RATE_LIMIT_KEY, LOGIN_THROTTLER } from './throttle.decorators';
 
 function isLoginRoute(context: ExecutionContext): boolean {
@@ -37,7 +37,7 @@ export function throttlerOptions(
     // Without Redis (embedded mode) the throttler keeps its counters in memory.
     storage:
       redis.client && config.redis
-        ? new RedisThrottlerStorage(redis.client, `${config.redis.prefix}:throttle:`, logger, registry)
+        ? new FailOpenRedisThrottlerStorage(redis.client, `${config.redis.prefix}:throttle:`, logger, registry)
         : undefined,
   };
 }

@@ -33,7 +33,7 @@ describe('rate limits shared through Redis', () => {
   afterAll(async () => {
     await first?.close();
     await second?.close();
-    const keys = await redis.keys(`${prefix}:*`);
+    const keys = [...(await redis.keys(`${prefix}:*`)), ...(await redis.keys(`{${prefix}:*`))];
     if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
     await database?.drop();
@@ -49,9 +49,11 @@ describe('rate limits shared through Redis', () => {
     expectProblem(await request(second.server).get('/api/v1/auth/me').set(bearer(user.token)), 429, 'rate_limited');
     expectProblem(await request(first.server).get('/api/v1/admin/users').set(bearer(user.token)), 429, 'rate_limited');
 
-    const keys = await redis.keys(`${prefix}:throttle:*`);
-    expect(keys).toEqual(expect.arrayContaining([`${prefix}:throttle:{default:user:${user.userId}}:hits`]));
-    expect(await redis.get(`${prefix}:throttle:{default:user:${user.userId}}:hits`)).toBe('5');
+    // One counter for the user in Redis, under REDIS_PREFIX, on one Redis Cluster slot (hash tag);
+    // the storage counts refused requests too (4 admitted + 2 refused).
+    const hits = `{${prefix}:throttle:default:user:${user.userId}:default}:hits`;
+    expect(await redis.keys(`{${prefix}:throttle:*`)).toEqual(expect.arrayContaining([hits]));
+    expect(await redis.get(hits)).toBe('6');
   });
 
   it('lets exactly the budget through when one user sends many requests at once to both instances', async () => {
@@ -77,7 +79,7 @@ describe('rate limits shared through Redis', () => {
     expectProblem(await login(second), 401, 'invalid_credentials');
     expectProblem(await login(first), 401, 'invalid_credentials');
     expectProblem(await login(second), 429, 'rate_limited');
-    expect(await redis.get(`${prefix}:throttle:{login:ip:198.51.100.20}:hits`)).toBe('4');
+    expect(await redis.get(`{${prefix}:throttle:login:ip:198.51.100.20:login}:hits`)).toBe('4');
     expect((await storedUser(first, user.userId)).failedLoginCount).toBe(3);
   });
 

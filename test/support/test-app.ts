@@ -50,7 +50,7 @@ export async function deleteRedisKeys(prefix: string): Promise<void> {
   const client = new Redis({ host: redisServer.host, port: redisServer.port, lazyConnect: true });
   try {
     await client.connect();
-    for (const pattern of [`${prefix}:*`, `{${prefix}}*`]) {
+    for (const pattern of [`${prefix}:*`, `{${prefix}}*`, `{${prefix}:*`]) {
       let cursor = '0';
       do {
         const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 500);

@@ -1,0 +1,43 @@
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { startTestApp } from '../support/test-app';
+
+/** Periodic work is registered with Nest's scheduler by name, on the roles that run it, and stops at shutdown. */
+describe('scheduled periodic work', () => {
+  const scheduled = (registry: SchedulerRegistry) => [...registry.getIntervals()].sort();
+
+  it('APP_ROLE=all runs every periodic job, at the configured periods, and stops them all on close', async () => {
+    const t = await startTestApp({
+      env: { APP_ROLE: 'all', QUOTA_ANALYTICS_INTERVAL_MS: '250', JOBS_SWEEP_INTERVAL_MS: '300' },
+    });
+    const registry = t.app.get(SchedulerRegistry);
+    try {
+      expect(scheduled(registry)).toEqual(
+        [
+          'analytics-tail',
+          'anomaly-retention',
+          'idempotency-purge',
+          'operations-sweep',
+          // With Redis the reset tick is a repeatable BullMQ job instead.
+          ...(t.config.redis ? [] : ['reset-tick']),
+        ].sort(),
+      );
+      // The period comes from the environment, not from a constant.
+      const tail = registry.getInterval<{ _idleTimeout?: number }>('analytics-tail');
+      expect(tail._idleTimeout).toBe(250);
+      const sweep = registry.getInterval<{ _idleTimeout?: number }>('operations-sweep');
+      expect(sweep._idleTimeout).toBe(300);
+    } finally {
+      await t.close();
+    }
+    expect(scheduled(registry)).toEqual([]);
+  });
+
+  it('APP_ROLE=api runs only the idempotency purge; background work is left to workers', async () => {
+    const t = await startTestApp({ env: { APP_ROLE: 'api' } });
+    try {
+      expect(scheduled(t.app.get(SchedulerRegistry))).toEqual(['idempotency-purge']);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -10,6 +10,7 @@ import { JobsMetrics } from './jobs.metrics';
 import { OperationRunner } from './operation-runner.service';
 import { OperationsController } from './operations.controller';
 import { configuredProcessor } from './operations.processor';
+import { OperationsRepository } from './operations.repository';
 import { OperationsService } from './operations.service';
 import { OperationsSweeper } from './operations-sweeper.service';
 import { BullQueueDriver, InProcessQueueDriver, QueueDriver } from './queue-driver';
@@ -29,6 +30,7 @@ export class JobsModule {
     const providers: Provider[] = [
       JobsClock,
       JobsMetrics,
+      OperationsRepository,
       OperationRunner,
       OperationsService,
       ResetScheduler,

@@ -5,17 +5,12 @@ import { AppConfig } from '../config/app-config';
 import type { HistoryReason } from '../quota/entities/quota-history.entity';
 import { LedgerBulkService, type BulkChunkResult } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
-import { dbErrorKind, sqlTimestamp } from '../database/sql-session';
+import { dbErrorKind } from '../database/sql-session';
 import { AppError } from '../common/app-error';
 import { isDatabaseUnavailable } from '../common/database-errors';
 import { JobsMetrics } from './jobs.metrics';
-import {
-  OPERATION_COLUMNS,
-  toOperation,
-  type Operation,
-  type OperationRow,
-  type OperationStatus,
-} from './operation.view';
+import type { Operation, OperationStatus } from './operation.view';
+import { OperationsRepository } from './operations.repository';
 
 /** A chunk is tried this many times in a row (with backoff) before the attempt gives up. */
 const CHUNK_TRIES = 3;
@@ -41,13 +36,6 @@ export function publicReason(err: unknown, operationId: string): string {
   return `an unexpected error; the service log has the details under operationId ${operationId}`;
 }
 
-export async function loadOperation(db: QuotaDatabase, id: string): Promise<Operation | null> {
-  const rows = await db.read((s) =>
-    s.rows<OperationRow>(`SELECT ${OPERATION_COLUMNS} FROM quota_operations WHERE id = ?`, [id]),
-  );
-  return rows.length === 0 ? null : toOperation(rows[0]);
-}
-
 /**
  * Runs an operation chunk by chunk from its cursor. The same code runs under BullMQ and the
  * in-process driver. Each chunk is one transaction that applies the ledger change and advances the
@@ -65,6 +53,7 @@ export class OperationRunner implements BeforeApplicationShutdown {
     private readonly metrics: JobsMetrics,
     private readonly config: AppConfig,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly operations: OperationsRepository,
   ) {}
 
   get isStopping(): boolean {
@@ -93,7 +82,7 @@ export class OperationRunner implements BeforeApplicationShutdown {
   }
 
   private async runOnce(operationId: string, options: RunOptions): Promise<void> {
-    let op = await loadOperation(this.db, operationId);
+    let op = await this.load(operationId);
     if (!op) {
       this.logger.warn({ operationId }, 'job for an unknown operation ignored');
       return;
@@ -103,14 +92,8 @@ export class OperationRunner implements BeforeApplicationShutdown {
       await this.finish(op, 'cancelled');
       return;
     }
-    const now = sqlTimestamp(new Date());
-    await this.db.transaction((s) =>
-      s.exec(
-        `UPDATE quota_operations SET status = 'running', started_at = COALESCE(started_at, ?), attempts = attempts + 1, updated_at = ?
-          WHERE id = ? AND status IN ('queued', 'running')`,
-        [now, now, op!.id],
-      ),
-    );
+    const id = op.id;
+    await this.db.transaction((s) => this.operations.markRunning(s, id, new Date()));
     this.logger.info({ operationId, kind: op.kind, cursor: op.lastMemberId }, 'operation running');
 
     for (;;) {
@@ -118,7 +101,7 @@ export class OperationRunner implements BeforeApplicationShutdown {
         this.logger.info({ operationId, cursor: op.lastMemberId }, 'shutting down: operation left to resume later');
         return;
       }
-      const current = await loadOperation(this.db, operationId);
+      const current = await this.load(operationId);
       if (!current || (current.status !== 'running' && current.status !== 'queued')) return;
       op = current;
       if (op.cancelRequested) {
@@ -146,6 +129,10 @@ export class OperationRunner implements BeforeApplicationShutdown {
     }
   }
 
+  private load(operationId: string): Promise<Operation | null> {
+    return this.db.read((s) => this.operations.findById(s, operationId));
+  }
+
   private async chunkWithRetries(op: Operation): Promise<BulkChunkResult> {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -166,12 +153,8 @@ export class OperationRunner implements BeforeApplicationShutdown {
             periodStartedAt: op.periodStartedAt,
           });
           if (result.processed === 0) return result;
-          const advanced = await s.exec(
-            `UPDATE quota_operations SET processed = processed + ?, changed = changed + ?, last_member_id = ?, updated_at = ?
-              WHERE id = ? AND last_member_id = ?`,
-            [result.processed, result.changed, result.lastMemberId, sqlTimestamp(new Date()), op.id, op.lastMemberId],
-          );
-          if (advanced.affected !== 1) throw new CursorMoved();
+          const advanced = await this.operations.advanceCursor(s, op.id, op.lastMemberId, result, new Date());
+          if (!advanced) throw new CursorMoved();
           return result;
         });
       } catch (err) {
@@ -184,15 +167,8 @@ export class OperationRunner implements BeforeApplicationShutdown {
 
   private async finish(op: Operation, status: OperationStatus, error: string | null = null): Promise<void> {
     const now = new Date();
-    const result = await this.db.transaction((s) =>
-      s.exec(
-        `UPDATE quota_operations SET status = ?, error = ?, failed = CASE WHEN ? = 'failed' AND total > processed THEN total - processed ELSE failed END,
-                cancel_requested = CASE WHEN ? = 'cancelled' THEN 1 ELSE cancel_requested END, finished_at = ?, updated_at = ?
-          WHERE id = ? AND status IN ('queued', 'running')`,
-        [status, error, status, status, sqlTimestamp(now), sqlTimestamp(now), op.id],
-      ),
-    );
-    if (result.affected !== 1) return;
+    const finished = await this.db.transaction((s) => this.operations.finish(s, op.id, status, error, now));
+    if (!finished) return;
     const started = op.startedAt ?? op.createdAt;
     this.metrics.duration.observe({ kind: op.kind, status }, Math.max(0, now.getTime() - started.getTime()) / 1000);
     this.logger.info({ operationId: op.id, kind: op.kind, status }, 'operation finished');

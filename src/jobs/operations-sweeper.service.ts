@@ -6,6 +6,7 @@ import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { OperationRecorder } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
+import { OperationsRepository } from './operations.repository';
 import { QueueDriver } from './queue-driver';
 import { ResetScheduler } from './reset-scheduler.service';
 
@@ -32,6 +33,7 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     private readonly config: AppConfig,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly scheduler: SchedulerRegistry,
+    private readonly operations: OperationsRepository,
   ) {}
 
   get consumes(): boolean {
@@ -68,18 +70,13 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     let after = '0';
     let queued = 0;
     for (;;) {
-      const rows = await this.db.read((s) =>
-        s.rows<{ id: unknown }>(
-          "SELECT id FROM quota_operations WHERE status IN ('queued', 'running') AND id > ? ORDER BY id LIMIT ?",
-          [after, SWEEP_BATCH],
-        ),
-      );
-      for (const row of rows) {
-        await this.queue.enqueue(String(row.id));
+      const ids = await this.db.read((s) => this.operations.activeIdsAfter(s, after, SWEEP_BATCH));
+      for (const id of ids) {
+        await this.queue.enqueue(id);
         queued++;
       }
-      if (rows.length < SWEEP_BATCH) return queued;
-      after = String(rows[rows.length - 1].id);
+      if (ids.length < SWEEP_BATCH) return queued;
+      after = ids[ids.length - 1];
     }
   }
 

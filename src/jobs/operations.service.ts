@@ -7,20 +7,15 @@ import { IDEMPOTENCY_TTL_MS, keyHash } from '../quota/idempotency.service';
 import { OperationRecorder, type BulkMode, type OperationKind } from '../quota/ledger-bulk.service';
 import { MAX_BALANCE } from '../quota/ledger.service';
 import { QuotaDatabase } from '../database/database';
-import { dbErrorKind, readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { dbErrorKind, readTimestamp, type SqlSession } from '../database/sql-session';
 import {
   IdempotencyKeyInUseError,
   IdempotencyKeyMismatchError,
   UnknownMembershipTypeError,
 } from '../quota/quota.errors';
 import type { BulkReason } from './dto/operations.dto';
-import {
-  OPERATION_COLUMNS,
-  toOperation,
-  type Operation,
-  type OperationRow,
-  type OperationStatus,
-} from './operation.view';
+import type { Operation, OperationStatus } from './operation.view';
+import { OperationsRepository } from './operations.repository';
 
 export interface BulkAdjustInput {
   readonly memberIds?: readonly (number | string)[];
@@ -58,10 +53,6 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
-function marks(n: number): string {
-  return new Array<string>(n).fill('?').join(', ');
-}
-
 /** Distinct ids as digit strings, in ascending numeric order. */
 function distinctIds(ids: readonly (number | string)[]): string[] {
   const unique = new Set(ids.map((id) => (typeof id === 'number' ? String(id) : id)));
@@ -75,6 +66,7 @@ export class OperationsService {
     private readonly db: QuotaDatabase,
     private readonly recorder: OperationRecorder,
     private readonly audit: AuditService,
+    private readonly operations: OperationsRepository,
   ) {}
 
   /**
@@ -132,7 +124,7 @@ export class OperationsService {
               requestHash,
             });
             if (ids) await this.storeMembers(s, operationId, ids);
-            const total = await this.totalOf(s, operationId);
+            const total = await this.operations.totalOf(s, operationId);
             await this.audit.record(s.manager, {
               actor: caller,
               action: 'quota.bulk_adjust',
@@ -164,31 +156,20 @@ export class OperationsService {
   /** What a bulk adjustment would do, changing and queueing nothing. */
   async dryRun(input: BulkAdjustInput): Promise<DryRunAnswer> {
     const change = this.checkShape(input);
-    const target = this.db.sql.least(this.db.sql.greatest('?', '0'), '?');
-    const expression = change.mode === 'delta' ? target.replace('?', 'quota_balance + ?') : target;
-    const count = `SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN ${expression} <> quota_balance THEN 1 ELSE 0 END), 0) AS would_change FROM members`;
     return this.db.read(async (s) => {
       if (input.membershipType !== undefined) {
         await this.requireType(s, input.membershipType);
-        const rows = await s.rows<{ total: unknown; would_change: unknown }>(`${count} WHERE membership_type = ?`, [
-          change.value,
-          MAX_BALANCE,
-          input.membershipType,
-        ]);
-        return { total: Number(rows[0].total), wouldChange: Number(rows[0].would_change) };
+        return this.operations.previewChange(s, { membershipType: input.membershipType }, change, MAX_BALANCE);
       }
       const ids = distinctIds(input.memberIds!);
       let total = 0;
       let wouldChange = 0;
       const unknown: string[] = [];
       for (const chunk of chunks(ids, ID_CHUNK)) {
-        const rows = await s.rows<{ total: unknown; would_change: unknown }>(
-          `${count} WHERE id IN (${marks(chunk.length)})`,
-          [change.value, MAX_BALANCE, ...chunk],
-        );
-        total += Number(rows[0].total);
-        wouldChange += Number(rows[0].would_change);
-        if (Number(rows[0].total) < chunk.length && unknown.length < LISTED_UNKNOWN_IDS) {
+        const preview = await this.operations.previewChange(s, { memberIds: chunk }, change, MAX_BALANCE);
+        total += preview.total;
+        wouldChange += preview.wouldChange;
+        if (preview.total < chunk.length && unknown.length < LISTED_UNKNOWN_IDS) {
           unknown.push(...(await this.unknownIds(s, chunk)));
         }
       }
@@ -198,11 +179,9 @@ export class OperationsService {
   }
 
   async get(id: string): Promise<Operation> {
-    const rows = await this.db.read((s) =>
-      s.rows<OperationRow>(`SELECT ${OPERATION_COLUMNS} FROM quota_operations WHERE id = ?`, [id]),
-    );
-    if (rows.length === 0) throw new NotFoundError('Operation');
-    return toOperation(rows[0]);
+    const operation = await this.db.read((s) => this.operations.findById(s, id));
+    if (!operation) throw new NotFoundError('Operation');
+    return operation;
   }
 
   async list(filter: {
@@ -211,28 +190,7 @@ export class OperationsService {
     page: number;
     perPage: number;
   }): Promise<{ operations: Operation[]; total: number }> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.status) {
-      where.push('status = ?');
-      params.push(filter.status);
-    }
-    if (filter.kind) {
-      where.push('kind = ?');
-      params.push(filter.kind);
-    }
-    const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
-    return this.db.read(async (s) => {
-      const counted = await s.rows<{ total: unknown }>(
-        `SELECT COUNT(*) AS total FROM quota_operations${clause}`,
-        params,
-      );
-      const rows = await s.rows<OperationRow>(
-        `SELECT ${OPERATION_COLUMNS} FROM quota_operations${clause} ORDER BY id DESC LIMIT ? OFFSET ?`,
-        [...params, filter.perPage, (filter.page - 1) * filter.perPage],
-      );
-      return { operations: rows.map(toOperation), total: Number(counted[0].total) };
-    });
+    return this.db.read((s) => this.operations.page(s, filter));
   }
 
   /**
@@ -242,20 +200,13 @@ export class OperationsService {
   async cancel(caller: Principal, id: string): Promise<Operation> {
     await this.db.transaction(
       async (s) => {
-        const rows = await s.rows<{ status: OperationStatus }>(
-          `SELECT status FROM quota_operations WHERE id = ?${s.sql.forUpdate}`,
-          [id],
-        );
-        if (rows.length === 0) throw new NotFoundError('Operation');
-        const status = rows[0].status;
-        const now = sqlTimestamp(new Date());
+        const status = await this.operations.lockStatus(s, id);
+        if (status === null) throw new NotFoundError('Operation');
+        const now = new Date();
         if (status === 'queued') {
-          await s.exec(
-            "UPDATE quota_operations SET status = 'cancelled', cancel_requested = 1, finished_at = ?, updated_at = ? WHERE id = ?",
-            [now, now, id],
-          );
+          await this.operations.cancelQueued(s, id, now);
         } else if (status === 'running') {
-          await s.exec('UPDATE quota_operations SET cancel_requested = 1, updated_at = ? WHERE id = ?', [now, id]);
+          await this.operations.requestCancel(s, id, now);
         } else {
           throw new OperationFinishedError(status);
         }
@@ -291,8 +242,8 @@ export class OperationsService {
   }
 
   private async requireType(s: SqlSession, membershipType: string): Promise<void> {
-    const rows = await s.rows('SELECT 1 AS found FROM member_quota_config WHERE membership_type = ?', [membershipType]);
-    if (rows.length === 0) throw new UnknownMembershipTypeError('membership_type', membershipType);
+    if (!(await this.operations.membershipTypeExists(s, membershipType)))
+      throw new UnknownMembershipTypeError('membership_type', membershipType);
   }
 
   /**
@@ -303,24 +254,19 @@ export class OperationsService {
   private async storeMembers(s: SqlSession, operationId: string, ids: readonly string[]): Promise<void> {
     const unknown: string[] = [];
     for (const chunk of chunks(ids, ID_CHUNK)) {
-      const found = await s.rows<{ id: unknown }>(`SELECT id FROM members WHERE id IN (${marks(chunk.length)})`, chunk);
-      if (found.length < chunk.length) {
-        const known = new Set(found.map((r) => String(r.id)));
+      const known = await this.operations.existingMemberIds(s, chunk);
+      if (known.size < chunk.length) {
         unknown.push(...chunk.filter((id) => !known.has(id)));
         continue;
       }
       if (unknown.length > 0) continue;
-      await s.exec(
-        `INSERT INTO quota_operation_members (operation_id, member_id) VALUES ${chunk.map(() => '(?, ?)').join(', ')}`,
-        chunk.flatMap((id) => [operationId, id]),
-      );
+      await this.operations.addMembers(s, operationId, chunk);
     }
     if (unknown.length > 0) throw this.unknownMembers(unknown);
   }
 
   private async unknownIds(s: SqlSession, chunk: readonly string[]): Promise<string[]> {
-    const found = await s.rows<{ id: unknown }>(`SELECT id FROM members WHERE id IN (${marks(chunk.length)})`, chunk);
-    const known = new Set(found.map((r) => String(r.id)));
+    const known = await this.operations.existingMemberIds(s, chunk);
     return chunk.filter((id) => !known.has(id));
   }
 
@@ -334,24 +280,15 @@ export class OperationsService {
     ]);
   }
 
-  private async totalOf(s: SqlSession, operationId: string): Promise<number> {
-    const rows = await s.rows<{ total: unknown }>('SELECT total FROM quota_operations WHERE id = ?', [operationId]);
-    return Number(rows[0].total);
-  }
-
   /** The first answer for a key still within its 24 h; an expired key is released for reuse. */
   private async replay(s: SqlSession, dedupeKey: string, requestHash: string): Promise<BulkAccepted | null> {
-    const rows = await s.rows<{ id: unknown; request_hash: string; total: unknown; created_at: unknown }>(
-      `SELECT id, request_hash, total, created_at FROM quota_operations WHERE dedupe_key = ?${s.sql.forUpdate}`,
-      [dedupeKey],
-    );
-    if (rows.length === 0) return null;
-    const row = rows[0];
-    if (readTimestamp(row.created_at).getTime() + IDEMPOTENCY_TTL_MS <= Date.now()) {
-      await s.exec('UPDATE quota_operations SET dedupe_key = NULL WHERE id = ?', [row.id]);
+    const row = await this.operations.lockByDedupeKey(s, dedupeKey);
+    if (!row) return null;
+    if (readTimestamp(row.createdAt).getTime() + IDEMPOTENCY_TTL_MS <= Date.now()) {
+      await this.operations.releaseDedupeKey(s, row.id);
       return null;
     }
-    if (row.request_hash !== requestHash) throw new IdempotencyKeyMismatchError();
-    return { operationId: String(row.id), total: Number(row.total), replayed: true };
+    if (row.requestHash !== requestHash) throw new IdempotencyKeyMismatchError();
+    return { operationId: row.id, total: row.total, replayed: true };
   }
 }

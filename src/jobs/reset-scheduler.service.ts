@@ -2,12 +2,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
-import type { ResetPeriod } from '../quota/entities/quota-config.entity';
 import { OperationRecorder } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
 import { dbErrorKind, readTimestamp } from '../database/sql-session';
 import { JobsClock } from './clock';
 import { currentPeriodStart, periodKey } from './periods';
+import { OperationsRepository } from './operations.repository';
 import { QueueDriver } from './queue-driver';
 
 /**
@@ -26,22 +26,13 @@ export class ResetScheduler {
     private readonly clock: JobsClock,
     private readonly config: AppConfig,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly operations: OperationsRepository,
   ) {}
 
   /** Returns the ids of the reset operations it created. */
   async tick(): Promise<string[]> {
     const now = this.clock.now();
-    const configs = await this.db.read((s) =>
-      s.rows<{
-        id: unknown;
-        membership_type: string;
-        max_quota: number;
-        reset_period: ResetPeriod;
-        created_at: unknown;
-      }>(
-        "SELECT id, membership_type, max_quota, reset_period, created_at FROM member_quota_config WHERE reset_period <> 'none' AND is_active = 1 ORDER BY id",
-      ),
-    );
+    const configs = await this.db.read((s) => this.operations.resettableConfigs(s));
     const created: string[] = [];
     for (const config of configs) {
       if (config.reset_period === 'none') continue;

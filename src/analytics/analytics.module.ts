@@ -7,6 +7,7 @@ import { QuotaModule } from '../quota/quota.module';
 import { AnalyticsController } from './analytics.controller';
 import { AnalyticsMetrics } from './analytics.metrics';
 import { AnalyticsService } from './analytics.service';
+import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyRetention } from './anomaly-retention.service';
 import { StatsCache, statsCacheOptions } from './stats-cache';
 import { StatsService } from './stats.service';
@@ -22,7 +23,15 @@ import { TailProcessor } from './tail-processor.service';
     }),
   ],
   controllers: [AnalyticsController],
-  providers: [AnalyticsMetrics, StatsCache, StatsService, AnalyticsService, TailProcessor, AnomalyRetention],
+  providers: [
+    AnomaliesRepository,
+    AnalyticsMetrics,
+    StatsCache,
+    StatsService,
+    AnalyticsService,
+    TailProcessor,
+    AnomalyRetention,
+  ],
   exports: [TailProcessor, StatsService, AnomalyRetention],
 })
 export class AnalyticsModule {}

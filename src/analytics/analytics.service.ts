@@ -2,9 +2,8 @@ import { Injectable } from '@nestjs/common';
 import { ValidationFailedError } from '../common/app-error';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
-import { readTimestamp, sqlTimestamp } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
-import type { AnomalyKind } from './anomaly-detector';
+import { AnomaliesRepository } from './anomalies.repository';
 import { ANOMALIES_DEFAULT_LIMIT, type AnomaliesQuery, type AnomalyView, type StatsQuery } from './dto';
 import { hourFloor } from './ledger-fold';
 import { StatsCache } from './stats-cache';
@@ -46,6 +45,7 @@ export class AnalyticsService {
     private readonly db: QuotaDatabase,
     private readonly config: AppConfig,
     private readonly metrics: AnalyticsMetrics,
+    private readonly anomalies: AnomaliesRepository,
   ) {}
 
   get statsTtlSeconds(): number {
@@ -112,53 +112,15 @@ export class AnalyticsService {
     query: AnomaliesQuery,
   ): Promise<{ rows: AnomalyView[]; limit: number; nextCursor: string | null }> {
     const limit = query.limit ?? ANOMALIES_DEFAULT_LIMIT;
-    const conditions: string[] = [];
-    const params: unknown[] = [];
-    if (query.since !== undefined) {
-      conditions.push('detected_at >= ?');
-      params.push(sqlTimestamp(new Date(query.since)));
-    }
-    if (query.kind !== undefined) {
-      conditions.push('kind = ?');
-      params.push(query.kind);
-    }
-    if (query.member_id !== undefined) {
-      conditions.push('member_id = ?');
-      params.push(query.member_id);
-    }
-    if (query.cursor !== undefined) {
-      conditions.push('id < ?');
-      params.push(decodeCursor(query.cursor));
-    }
-    const where = conditions.length ? ` WHERE ${conditions.join(' AND ')}` : '';
-    const rows = await this.db.read((s) =>
-      s.rows<{
-        id: unknown;
-        member_id: unknown;
-        membership_type: string;
-        kind: AnomalyKind;
-        occurred_at: unknown;
-        detected_at: unknown;
-        observed: unknown;
-        expected: unknown;
-        detail: string | null;
-      }>(
-        `SELECT id, member_id, membership_type, kind, occurred_at, detected_at, observed, expected, detail
-           FROM quota_anomalies${where} ORDER BY id DESC LIMIT ?`,
-        [...params, limit + 1],
-      ),
-    );
-    const page = rows.slice(0, limit).map((r): AnomalyView => ({
-      id: String(r.id),
-      member_id: String(r.member_id),
-      membership_type: r.membership_type,
-      kind: r.kind,
-      occurred_at: readTimestamp(r.occurred_at).toISOString(),
-      detected_at: readTimestamp(r.detected_at).toISOString(),
-      observed: Number(r.observed),
-      expected: r.expected === null || r.expected === undefined ? null : Number(r.expected),
-      detail: r.detail,
-    }));
+    const filter = {
+      since: query.since === undefined ? undefined : new Date(query.since),
+      kind: query.kind,
+      memberId: query.member_id,
+      beforeId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+    };
+    // One row more than the page tells whether there is a next page.
+    const rows = await this.db.read((s) => this.anomalies.page(s, filter, limit + 1));
+    const page = rows.slice(0, limit);
     const nextCursor = rows.length > limit ? encodeCursor(page[page.length - 1].id) : null;
     return { rows: page, limit, nextCursor };
   }

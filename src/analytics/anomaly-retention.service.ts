@@ -5,8 +5,8 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
-import { sqlTimestamp } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
+import { AnomaliesRepository } from './anomalies.repository';
 
 const DAY_MS = 86_400_000;
 const PRUNE_INTERVAL_MS = 3_600_000;
@@ -31,6 +31,7 @@ export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicati
     private readonly metrics: AnalyticsMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly scheduler: SchedulerRegistry,
+    private readonly anomalies: AnomaliesRepository,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -50,7 +51,7 @@ export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicati
   async prune(now = new Date()): Promise<number> {
     const days = this.config.analytics.anomalyRetentionDays;
     if (days === 0) return 0;
-    const work = this.deleteBefore(sqlTimestamp(new Date(now.getTime() - days * DAY_MS)));
+    const work = this.deleteBefore(new Date(now.getTime() - days * DAY_MS));
     this.running = work;
     try {
       const deleted = await work;
@@ -64,27 +65,17 @@ export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicati
     }
   }
 
-  private async deleteBefore(cutoff: string): Promise<number> {
+  private async deleteBefore(cutoff: Date): Promise<number> {
     let deleted = 0;
     for (;;) {
       // Select first (a range on idx_quota_anomalies_detected_at), then delete by primary key, as
       // the idempotency-key purge does: a DELETE with the condition itself (or an IN subquery,
       // which MariaDB runs as a scan of the whole table) would lock index gaps that the tail
       // processor's inserts wait for.
-      const expired = await this.db.read((s) =>
-        s.rows<{ id: unknown }>('SELECT id FROM quota_anomalies WHERE detected_at < ? ORDER BY detected_at LIMIT ?', [
-          cutoff,
-          PRUNE_BATCH,
-        ]),
-      );
-      if (expired.length === 0) return deleted;
-      const ids = expired.map((r) => String(r.id));
-      const result = await this.db.transaction(
-        (s) => s.exec(`DELETE FROM quota_anomalies WHERE id IN (${ids.map(() => '?').join(', ')})`, ids),
-        { retries: 2 },
-      );
-      deleted += result.affected;
-      if (expired.length < PRUNE_BATCH) return deleted;
+      const ids = await this.db.read((s) => this.anomalies.idsDetectedBefore(s, cutoff, PRUNE_BATCH));
+      if (ids.length === 0) return deleted;
+      deleted += await this.db.transaction((s) => this.anomalies.deleteByIds(s, ids), { retries: 2 });
+      if (ids.length < PRUNE_BATCH) return deleted;
     }
   }
 }

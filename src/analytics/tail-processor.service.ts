@@ -17,14 +17,8 @@ import {
   upsert,
   type RawLedgerRow,
 } from './analytics-sql';
-import {
-  AnomalyDetector,
-  newCohortUsage,
-  newMemberUsage,
-  type CohortUsage,
-  type DetectedAnomaly,
-  type MemberUsage,
-} from './anomaly-detector';
+import { AnomaliesRepository } from './anomalies.repository';
+import { AnomalyDetector, type DetectedAnomaly } from './anomaly-detector';
 import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
 
 export const TAIL_STATE = 'history_tail';
@@ -169,6 +163,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     private readonly metrics: AnalyticsMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly scheduler: SchedulerRegistry,
+    private readonly anomalies: AnomaliesRepository,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
@@ -486,8 +481,8 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     );
     if (relevant.length === 0) return [];
 
-    const members = await this.loadMembers(s, [...new Set(relevant.map((r) => r.memberId))]);
-    const cohorts = await this.loadCohorts(s, [...new Set(relevant.map((r) => types.typeOf(r)))]);
+    const members = await this.anomalies.memberUsage(s, [...new Set(relevant.map((r) => r.memberId))]);
+    const cohorts = await this.anomalies.cohortUsage(s, [...new Set(relevant.map((r) => types.typeOf(r)))]);
     const found: DetectedAnomaly[] = [];
     for (const row of relevant) {
       const type = types.typeOf(row);
@@ -495,128 +490,20 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     }
 
     const now = sqlTimestamp(new Date(nowMs));
-    await upsert(
-      s,
-      'quota_member_usage',
-      [
-        'member_id',
-        'bucket_start_ms',
-        'bucket_units',
-        'ewma_mean',
-        'ewma_var',
-        'windows_seen',
-        'spike_bucket_ms',
-        'cohort_bucket_ms',
-        'burst_start_ms',
-        'burst_count',
-        'threshold_level',
-        'period_key',
-        'updated_at',
-      ],
-      ['member_id'],
-      [...members.values()].map((m) => [
-        m.memberId,
-        m.bucketStartMs,
-        m.bucketUnits,
-        m.ewmaMean,
-        m.ewmaVar,
-        m.windowsSeen,
-        m.spikeBucketMs,
-        m.cohortBucketMs,
-        m.burstStartMs,
-        m.burstCount,
-        m.thresholdLevel,
-        m.periodKey,
-        now,
-      ]),
-    );
-    await upsert(
-      s,
-      'quota_cohort_usage',
-      ['membership_type', 'ewma_mean', 'samples', 'updated_at'],
-      ['membership_type'],
-      [...cohorts.values()].map((c) => [c.membershipType, c.ewmaMean, c.samples, now]),
-    );
+    await this.anomalies.saveMemberUsage(s, members.values(), now);
+    await this.anomalies.saveCohortUsage(s, cohorts.values(), now);
     return this.store(s, found, now);
   }
 
   /** Stores new events; a key already stored (a batch that is processed again) is skipped. */
   private async store(s: SqlSession, found: DetectedAnomaly[], now: string): Promise<DetectedAnomaly[]> {
     if (found.length === 0) return [];
-    const existing = new Set<string>();
-    for (let i = 0; i < found.length; i += 500) {
-      const keys = found.slice(i, i + 500).map((a) => a.dedupeKey);
-      const rows = await s.rows<{ dedupe_key: string }>(
-        `SELECT dedupe_key FROM quota_anomalies WHERE dedupe_key IN (${marks(keys.length)})`,
-        keys,
-      );
-      for (const r of rows) existing.add(r.dedupe_key);
-    }
-    const fresh = found.filter((a) => !existing.has(a.dedupeKey));
-    for (const a of fresh) {
-      await s.exec(
-        `INSERT INTO quota_anomalies (member_id, membership_type, kind, dedupe_key, occurred_at, detected_at, observed, expected, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [
-          a.memberId,
-          a.membershipType,
-          a.kind,
-          a.dedupeKey,
-          sqlTimestamp(new Date(a.occurredAtMs)),
-          now,
-          a.observed,
-          a.expected,
-          a.detail.slice(0, 500),
-        ],
-      );
-    }
-    return fresh;
-  }
-
-  private async loadMembers(s: SqlSession, ids: string[]): Promise<Map<string, MemberUsage>> {
-    const states = new Map<string, MemberUsage>(ids.map((id) => [id, newMemberUsage(id)]));
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.slice(i, i + 500);
-      const rows = await s.rows<Record<string, unknown>>(
-        `SELECT member_id, bucket_start_ms, bucket_units, ewma_mean, ewma_var, windows_seen, spike_bucket_ms,
-                cohort_bucket_ms, burst_start_ms, burst_count, threshold_level, period_key
-           FROM quota_member_usage WHERE member_id IN (${marks(chunk.length)})`,
-        chunk,
-      );
-      for (const r of rows) {
-        const id = String(r.member_id);
-        states.set(id, {
-          memberId: id,
-          bucketStartMs: Number(r.bucket_start_ms),
-          bucketUnits: Number(r.bucket_units),
-          ewmaMean: Number(r.ewma_mean),
-          ewmaVar: Number(r.ewma_var),
-          windowsSeen: Number(r.windows_seen),
-          spikeBucketMs: Number(r.spike_bucket_ms),
-          cohortBucketMs: Number(r.cohort_bucket_ms),
-          burstStartMs: Number(r.burst_start_ms),
-          burstCount: Number(r.burst_count),
-          thresholdLevel: Number(r.threshold_level),
-          periodKey: Number(r.period_key),
-        });
-      }
-    }
-    return states;
-  }
-
-  private async loadCohorts(s: SqlSession, types: string[]): Promise<Map<string, CohortUsage>> {
-    const cohorts = new Map<string, CohortUsage>(types.map((t) => [t, newCohortUsage(t)]));
-    const rows = await s.rows<{ membership_type: string; ewma_mean: unknown; samples: unknown }>(
-      `SELECT membership_type, ewma_mean, samples FROM quota_cohort_usage WHERE membership_type IN (${marks(types.length)})`,
-      types,
+    const existing = await this.anomalies.storedDedupeKeys(
+      s,
+      found.map((a) => a.dedupeKey),
     );
-    for (const r of rows) {
-      cohorts.set(r.membership_type, {
-        membershipType: r.membership_type,
-        ewmaMean: Number(r.ewma_mean),
-        samples: Number(r.samples),
-      });
-    }
-    return cohorts;
+    const fresh = found.filter((a) => !existing.has(a.dedupeKey));
+    for (const a of fresh) await this.anomalies.insert(s, a, now);
+    return fresh;
   }
 }

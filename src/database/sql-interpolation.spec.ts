@@ -20,8 +20,8 @@ const REVIEWED: Record<string, string> = {
   "analytics/analytics-sql.ts :: columns.join(', ')": 'upsert(): column names written in the calling code',
   'analytics/analytics-sql.ts :: tail': "upsert(): the dialect adapter's upsertTail of those columns",
   'analytics/analytics-sql.ts :: values': 'upsert(): rows of `?` placeholders',
-  "analytics/analytics.service.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
-  'analytics/analytics.service.ts :: where': 'fixed conditions with `?` parameters',
+  "analytics/anomalies.repository.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
+  'analytics/anomalies.repository.ts :: where': 'fixed conditions with `?` parameters',
   "analytics/tail-processor.service.ts :: chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')":
     'fixed ranges of `?` parameters',
   'analytics/stats.service.ts :: inWhole': 'fixed condition text',

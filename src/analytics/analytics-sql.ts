@@ -1,12 +1,6 @@
 import { readTimestamp, type SqlSession } from '../database/sql-session';
 import type { LedgerRow } from './ledger-fold';
 
-/** The database's clock in epoch ms, so every instance cuts the tail at the same instant. */
-export async function databaseNowMs(s: SqlSession): Promise<number> {
-  const rows = await s.rows<{ now_ms: unknown }>(s.sql.nowMsSql);
-  return Number(rows[0].now_ms);
-}
-
 /** A BIGINT id as read back (mysql2 may give a number or a string, SQLite a number). */
 export function idText(value: unknown): string {
   return typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string' ? String(value) : '0';

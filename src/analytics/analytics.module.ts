@@ -12,6 +12,7 @@ import { AnomalyRetention } from './anomaly-retention.service';
 import { StatsCache, statsCacheOptions } from './stats-cache';
 import { StatsService } from './stats.service';
 import { TailProcessor } from './tail-processor.service';
+import { TailRepository } from './tail.repository';
 
 /** Quota stats (cached) and anomaly detection, fed asynchronously from the ledger. */
 @Module({
@@ -25,6 +26,7 @@ import { TailProcessor } from './tail-processor.service';
   controllers: [AnalyticsController],
   providers: [
     AnomaliesRepository,
+    TailRepository,
     AnalyticsMetrics,
     StatsCache,
     StatsService,

@@ -1,17 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { QuotaDatabase } from '../database/database';
 import { readBoolean, sqlTimestamp, type SqlSession } from '../database/sql-session';
-import {
-  databaseNowMs,
-  idText,
-  LEDGER_ROW_COLUMNS,
-  LEDGER_ROW_JOINS,
-  marks,
-  toLedgerRow,
-  type RawLedgerRow,
-} from './analytics-sql';
+import { marks } from './analytics-sql';
 import { emptyFold, foldRows, hourCeil, hourFloor, TypeAttribution } from './ledger-fold';
-import { TAIL_STATE, typeChangesAfter } from './tail-processor.service';
+import { TailRepository } from './tail.repository';
 
 export const DEFAULT_WINDOW_MS = 30 * 86_400_000;
 
@@ -78,7 +70,10 @@ interface Acc {
  */
 @Injectable()
 export class StatsService {
-  constructor(private readonly db: QuotaDatabase) {}
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly tail: TailRepository,
+  ) {}
 
   compute(filter: StatsFilter): Promise<StatsBody> {
     return this.db.transaction((s) => this.read(s, filter), { retries: 1 });
@@ -109,16 +104,12 @@ export class StatsService {
       reasons.set(reason, r);
     };
 
-    const state = await s.rows<{ last_history_id: unknown }>(
-      'SELECT last_history_id FROM quota_analytics_state WHERE name = ?',
-      [TAIL_STATE],
-    );
-    const watermark = idText(state[0]?.last_history_id);
+    const watermark = await this.tail.watermark(s);
 
     // Whole hours inside the window come from the rollups (+ tail); partial hours from the ledger.
     // A window that ends now (or later) has no rows after its end yet, so its last, partial hour is
     // as good as whole: rollups + tail cover it without reading that hour from the ledger.
-    const endsNow = toMs >= (await databaseNowMs(s));
+    const endsNow = toMs >= (await this.tail.nowMs(s));
     let wholeFrom = hourCeil(fromMs);
     let wholeTo = endsNow ? hourCeil(toMs) : hourFloor(toMs);
     if (wholeFrom >= wholeTo) {
@@ -157,7 +148,7 @@ export class StatsService {
 
     // The tail: rows after the watermark. Members whose type changed there are folded row by row
     // (their rows belong to the type they had at the time); everyone else is aggregated in SQL.
-    const changes = await typeChangesAfter(s, watermark);
+    const changes = await this.tail.typeChangesAfter(s, watermark);
     const changed = [...new Set(changes.map((c) => c.memberId))];
     const notChanged = changed.length ? ` AND h.member_id NOT IN (${marks(changed.length)})` : '';
     const wholeFromSql = sqlTimestamp(new Date(wholeFrom));
@@ -198,13 +189,9 @@ export class StatsService {
       addReason(r.membership_type, r.reason, Number(r.n), Number(r.units), Number(r.net));
     }
     if (changed.length) {
-      const raw = await s.rows<RawLedgerRow>(
-        `SELECT ${LEDGER_ROW_COLUMNS} ${LEDGER_ROW_JOINS} WHERE h.id > ? AND h.member_id IN (${marks(changed.length)}) ORDER BY h.id`,
-        [watermark, ...changed],
-      );
       const fold = foldRows(
         emptyFold(),
-        raw.map(toLedgerRow),
+        await this.tail.memberRowsAfter(s, watermark, changed),
         new TypeAttribution(changes),
         (row) => row.createdAtMs >= wholeFrom && row.createdAtMs < wholeTo,
       );

@@ -5,23 +5,14 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
-import { readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
-import {
-  databaseNowMs,
-  idText,
-  LEDGER_ROW_COLUMNS,
-  LEDGER_ROW_JOINS,
-  marks,
-  toLedgerRow,
-  upsert,
-  type RawLedgerRow,
-} from './analytics-sql';
+import { upsert } from './analytics-sql';
 import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyDetector, type DetectedAnomaly } from './anomaly-detector';
-import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow, type TypeChange } from './ledger-fold';
+import { emptyFold, foldRows, TypeAttribution, type LedgerRow } from './ledger-fold';
+import { TailRepository, type Gap } from './tail.repository';
 
-export const TAIL_STATE = 'history_tail';
 /** The scheduler's name for the tail processor's interval (QUOTA_ANALYTICS_INTERVAL_MS). */
 export const TAIL_INTERVAL = 'analytics-tail';
 
@@ -36,31 +27,6 @@ export interface TailRun {
   readonly anomalies: readonly DetectedAnomaly[];
   /** The batch was full: more rows are waiting. */
   readonly more: boolean;
-}
-
-/** membership_change rows after an id: few, found through the seed's (reason) index, whose entries end in the id. */
-export async function typeChangesAfter(s: SqlSession, afterId: number | string): Promise<TypeChange[]> {
-  const rows = await s.rows<{
-    id: unknown;
-    member_id: unknown;
-    from_membership_type: string | null;
-    to_membership_type: string | null;
-  }>(
-    `SELECT id, member_id, from_membership_type, to_membership_type FROM member_quota_history
-      WHERE reason = 'membership_change' AND id > ? ORDER BY id`,
-    [afterId],
-  );
-  return rows.flatMap(
-    (r) => typeChange(Number(r.id), String(r.member_id), r.from_membership_type, r.to_membership_type) ?? [],
-  );
-}
-
-/** A range of ledger ids the watermark passed while none of them was visible. */
-interface Gap {
-  readonly from: number;
-  readonly to: number;
-  /** When the watermark passed it, as stored (kept when the range is split). */
-  readonly seenAt: string;
 }
 
 /** Drift of the stored totals of one type from `members`, as corrected. */
@@ -96,36 +62,6 @@ export function splitGap(gap: { from: number; to: number }, found: readonly numb
 /** The id after which the type changes that attribute `rows` (which may lie below the watermark) start. */
 function lowestBefore(watermark: string, rows: readonly LedgerRow[]): number {
   return rows.reduce((lowest, r) => Math.min(lowest, r.id - 1), Number(watermark));
-}
-
-/** Gap ranges per statement: an OR of primary-key ranges, which both databases read as range scans. */
-const GAPS_PER_QUERY = 200;
-
-/** The stored gaps. */
-async function storedGaps(s: SqlSession): Promise<Gap[]> {
-  const rows = await s.rows<{ from_id: unknown; to_id: unknown; seen_at: unknown }>(
-    'SELECT from_id, to_id, seen_at FROM quota_analytics_gaps ORDER BY from_id',
-  );
-  return rows.map((g) => ({
-    from: Number(g.from_id),
-    to: Number(g.to_id),
-    seenAt: sqlTimestamp(readTimestamp(g.seen_at)),
-  }));
-}
-
-/** Visible ledger rows whose ids lie in the gaps, at most `limit` (the lowest ids of each statement first). */
-async function rowsInGaps(s: SqlSession, gaps: readonly Gap[], limit = Number.MAX_SAFE_INTEGER): Promise<LedgerRow[]> {
-  const found: LedgerRow[] = [];
-  for (let i = 0; i < gaps.length && found.length < limit; i += GAPS_PER_QUERY) {
-    const chunk = gaps.slice(i, i + GAPS_PER_QUERY);
-    const raw = await s.rows<RawLedgerRow>(
-      `SELECT ${LEDGER_ROW_COLUMNS} ${LEDGER_ROW_JOINS}
-        WHERE ${chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')} ORDER BY h.id LIMIT ?`,
-      [...chunk.flatMap((g) => [g.from, g.to]), Math.min(limit - found.length, 1_000_000)],
-    );
-    for (const r of raw) found.push(toLedgerRow(r));
-  }
-  return found;
 }
 
 /**
@@ -164,6 +100,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly scheduler: SchedulerRegistry,
     private readonly anomalies: AnomaliesRepository,
+    private readonly tail: TailRepository,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
@@ -213,8 +150,8 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     if (this.running) return null;
     const work = this.db.transaction(
       async (s) => {
-        const watermark = await this.lockState(s);
-        return watermark === null ? null : this.reconcileTotals(s, watermark, await databaseNowMs(s));
+        const watermark = await this.tail.lockWatermark(s);
+        return watermark === null ? null : this.reconcileTotals(s, watermark, await this.tail.nowMs(s));
       },
       { retries: 1 },
     );
@@ -264,29 +201,16 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     }
   }
 
-  /** The watermark, with its row locked; null when another instance holds it. */
-  private async lockState(s: SqlSession): Promise<string | null> {
-    const locked = await s.rows<{ last_history_id: unknown }>(
-      `SELECT last_history_id FROM quota_analytics_state WHERE name = ?${s.sql.forUpdateSkipLocked}`,
-      [TAIL_STATE],
-    );
-    return locked.length === 0 ? null : idText(locked[0].last_history_id);
-  }
-
   private async processBatch(s: SqlSession): Promise<TailRun & { drift?: TypeDrift[]; expired?: number }> {
-    const watermark = await this.lockState(s);
+    const watermark = await this.tail.lockWatermark(s);
     if (watermark === null) return { ran: false, processed: 0, late: 0, watermark: '0', anomalies: [], more: false };
-    const nowMs = await databaseNowMs(s);
+    const nowMs = await this.tail.nowMs(s);
     const cutoffMs = nowMs - this.config.analytics.safetyLagMs;
     const batchSize = this.config.analytics.batchSize;
 
-    const raw = await s.rows<RawLedgerRow>(
-      `SELECT ${LEDGER_ROW_COLUMNS} ${LEDGER_ROW_JOINS} WHERE h.id > ? ORDER BY h.id LIMIT ?`,
-      [watermark, batchSize],
-    );
+    const raw = await this.tail.rowsAfter(s, watermark, batchSize);
     const rows: LedgerRow[] = [];
-    for (const r of raw) {
-      const row = toLedgerRow(r);
+    for (const row of raw) {
       // Stop at the first row that is too young: nothing after it may pass the watermark yet.
       if (row.createdAtMs >= cutoffMs) break;
       rows.push(row);
@@ -300,7 +224,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
       return { ran: true, processed: 0, late: 0, watermark, anomalies: [], more: false, drift, expired };
     }
 
-    const types = new TypeAttribution(await typeChangesAfter(s, lowestBefore(watermark, late)));
+    const types = new TypeAttribution(await this.tail.typeChangesAfter(s, lowestBefore(watermark, late)));
     const fold = foldRows(emptyFold(), late.concat(rows), types);
     await upsert(
       s,
@@ -333,21 +257,14 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     }
 
     const last = rows[rows.length - 1];
-    await upsert(
+    await this.tail.saveGaps(
       s,
-      'quota_analytics_gaps',
-      ['from_id', 'to_id', 'seen_at'],
-      ['from_id'],
       idGaps(
         Number(watermark),
         rows.map((r) => r.id),
-      ).map((g) => [g.from, g.to, now]),
+      ).map((g) => ({ ...g, seenAt: now })),
     );
-    await s.exec('UPDATE quota_analytics_state SET last_history_id = ?, updated_at = ? WHERE name = ?', [
-      last.id,
-      now,
-      TAIL_STATE,
-    ]);
+    await this.tail.advanceWatermark(s, last.id, now);
     this.metrics.watermark.set(Math.max(0, (nowMs - last.createdAtMs) / 1000));
     const drift = await this.reconcileIfDue(s, String(last.id), nowMs, more);
     return {
@@ -369,9 +286,9 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
    * given up.
    */
   private async revisitGaps(s: SqlSession, nowMs: number): Promise<{ late: LedgerRow[]; expired: number }> {
-    const gaps = await storedGaps(s);
+    const gaps = await this.tail.gaps(s);
     if (gaps.length === 0) return { late: [], expired: 0 };
-    const late = await rowsInGaps(s, gaps, this.config.analytics.batchSize);
+    const late = await this.tail.rowsInGaps(s, gaps, this.config.analytics.batchSize);
     if (late.length > 0) {
       const found = new Map<Gap, number[]>();
       for (const row of late) {
@@ -379,23 +296,17 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
         found.set(gap, [...(found.get(gap) ?? []), row.id]);
       }
       const filled = [...found.keys()];
-      const keys = filled.map((g) => g.from);
-      await s.exec(`DELETE FROM quota_analytics_gaps WHERE from_id IN (${marks(keys.length)})`, keys);
-      await upsert(
+      await this.tail.deleteGaps(
         s,
-        'quota_analytics_gaps',
-        ['from_id', 'to_id', 'seen_at'],
-        ['from_id'],
-        filled.flatMap((g) => splitGap(g, found.get(g)!).map((left) => [left.from, left.to, g.seenAt])),
+        filled.map((g) => g.from),
+      );
+      await this.tail.saveGaps(
+        s,
+        filled.flatMap((g) => splitGap(g, found.get(g)!).map((left) => ({ ...left, seenAt: g.seenAt }))),
       );
     }
     const oldest = sqlTimestamp(new Date(nowMs - this.config.analytics.gapMaxAgeMs));
-    const old = await s.rows<{ ids: unknown }>(
-      'SELECT SUM(to_id - from_id + 1) AS ids FROM quota_analytics_gaps WHERE seen_at < ?',
-      [oldest],
-    );
-    const expired = Number(old[0]?.ids ?? 0);
-    if (expired > 0) await s.exec('DELETE FROM quota_analytics_gaps WHERE seen_at < ?', [oldest]);
+    const expired = await this.tail.expireGapsSeenBefore(s, oldest);
     return { late, expired };
   }
 
@@ -424,12 +335,9 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     const actual = await s.rows<{ membership_type: string; members: unknown; balance: unknown }>(
       'SELECT membership_type, COUNT(*) AS members, SUM(quota_balance) AS balance FROM members GROUP BY membership_type',
     );
-    const after = await s.rows<RawLedgerRow>(
-      `SELECT ${LEDGER_ROW_COLUMNS} ${LEDGER_ROW_JOINS} WHERE h.id > ? ORDER BY h.id`,
-      [watermark],
-    );
-    const pending = after.map(toLedgerRow).concat(await rowsInGaps(s, await storedGaps(s)));
-    const types = new TypeAttribution(await typeChangesAfter(s, lowestBefore(watermark, pending)));
+    const after = await this.tail.rowsAfter(s, watermark);
+    const pending = after.concat(await this.tail.rowsInGaps(s, await this.tail.gaps(s)));
+    const types = new TypeAttribution(await this.tail.typeChangesAfter(s, lowestBefore(watermark, pending)));
     const fold = foldRows(emptyFold(), pending, types);
 
     const expected = new Map<string, { members: number; balance: number }>();

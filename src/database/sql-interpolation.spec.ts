@@ -22,7 +22,7 @@ const REVIEWED: Record<string, string> = {
   'analytics/analytics-sql.ts :: values': 'upsert(): rows of `?` placeholders',
   "analytics/anomalies.repository.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
   'analytics/anomalies.repository.ts :: where': 'fixed conditions with `?` parameters',
-  "analytics/tail-processor.service.ts :: chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')":
+  "analytics/tail.repository.ts :: chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')":
     'fixed ranges of `?` parameters',
   'analytics/stats.service.ts :: inWhole': 'fixed condition text',
   'analytics/stats.service.ts :: notChanged': 'fixed condition with a `?` list',

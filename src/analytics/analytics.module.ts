@@ -9,6 +9,7 @@ import { AnalyticsMetrics } from './analytics.metrics';
 import { AnalyticsService } from './analytics.service';
 import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyRetention } from './anomaly-retention.service';
+import { RollupsRepository } from './rollups.repository';
 import { StatsCache, statsCacheOptions } from './stats-cache';
 import { StatsService } from './stats.service';
 import { TailProcessor } from './tail-processor.service';
@@ -27,6 +28,7 @@ import { TailRepository } from './tail.repository';
   providers: [
     AnomaliesRepository,
     TailRepository,
+    RollupsRepository,
     AnalyticsMetrics,
     StatsCache,
     StatsService,

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { QuotaDatabase } from '../database/database';
-import { readBoolean, sqlTimestamp, type SqlSession } from '../database/sql-session';
-import { marks } from './analytics-sql';
+import { readBoolean, type SqlSession } from '../database/sql-session';
 import { emptyFold, foldRows, hourCeil, hourFloor, TypeAttribution } from './ledger-fold';
+import { RollupsRepository } from './rollups.repository';
 import { TailRepository } from './tail.repository';
 
 export const DEFAULT_WINDOW_MS = 30 * 86_400_000;
@@ -73,6 +73,7 @@ export class StatsService {
   constructor(
     private readonly db: QuotaDatabase,
     private readonly tail: TailRepository,
+    private readonly rollups: RollupsRepository,
   ) {}
 
   compute(filter: StatsFilter): Promise<StatsBody> {
@@ -83,8 +84,6 @@ export class StatsService {
     const fromMs = filter.from.getTime();
     const toMs = filter.to.getTime();
     const type = filter.membershipType;
-    const typeClause = (column: string) => (type === undefined ? '' : ` AND ${column} = ?`);
-    const typeParam = type === undefined ? [] : [type];
     const accs = new Map<string, Acc>();
     const acc = (t: string): Acc => {
       let a = accs.get(t);
@@ -120,29 +119,14 @@ export class StatsService {
     if (fromMs < wholeFrom) edges.push([fromMs, wholeFrom]);
     if (wholeTo < toMs && wholeTo >= wholeFrom) edges.push([Math.max(wholeTo, fromMs), toMs]);
 
-    const totals = await s.rows<{ membership_type: string; members: unknown; balance: unknown }>(
-      `SELECT membership_type, members, balance FROM quota_type_totals WHERE 1 = 1${typeClause('membership_type')}`,
-      typeParam,
-    );
+    const totals = await this.rollups.typeTotals(s, type);
     for (const t of totals) {
       acc(t.membership_type).members += Number(t.members);
       acc(t.membership_type).balance += Number(t.balance);
     }
 
     if (wholeFrom < wholeTo) {
-      const rollups = await s.rows<{
-        membership_type: string;
-        reason: string;
-        n: unknown;
-        units: unknown;
-        net: unknown;
-      }>(
-        `SELECT membership_type, reason, SUM(row_count) AS n, SUM(units) AS units, SUM(net_delta) AS net
-           FROM quota_stats_hourly
-          WHERE hour_start >= ? AND hour_start < ?${typeClause('membership_type')}
-          GROUP BY membership_type, reason`,
-        [sqlTimestamp(new Date(wholeFrom)), sqlTimestamp(new Date(wholeTo)), ...typeParam],
-      );
+      const rollups = await this.rollups.hourlyBetween(s, new Date(wholeFrom), new Date(wholeTo), type);
       for (const r of rollups) addReason(r.membership_type, r.reason, Number(r.n), Number(r.units), Number(r.net));
     }
 
@@ -150,37 +134,12 @@ export class StatsService {
     // (their rows belong to the type they had at the time); everyone else is aggregated in SQL.
     const changes = await this.tail.typeChangesAfter(s, watermark);
     const changed = [...new Set(changes.map((c) => c.memberId))];
-    const notChanged = changed.length ? ` AND h.member_id NOT IN (${marks(changed.length)})` : '';
-    const wholeFromSql = sqlTimestamp(new Date(wholeFrom));
-    const wholeToSql = sqlTimestamp(new Date(wholeTo));
-    const inWhole = 'h.created_at >= ? AND h.created_at < ?';
-    const tail = await s.rows<{
-      membership_type: string;
-      reason: string;
-      n_all: unknown;
-      net_all: unknown;
-      n: unknown;
-      units: unknown;
-      net: unknown;
-    }>(
-      `SELECT m.membership_type, h.reason, COUNT(*) AS n_all, SUM(h.delta) AS net_all,
-              SUM(CASE WHEN ${inWhole} THEN 1 ELSE 0 END) AS n,
-              SUM(CASE WHEN ${inWhole} THEN ABS(h.delta) ELSE 0 END) AS units,
-              SUM(CASE WHEN ${inWhole} THEN h.delta ELSE 0 END) AS net
-         FROM member_quota_history h JOIN members m ON m.id = h.member_id
-        WHERE h.id > ?${notChanged}${typeClause('m.membership_type')}
-        GROUP BY m.membership_type, h.reason`,
-      [
-        wholeFromSql,
-        wholeToSql,
-        wholeFromSql,
-        wholeToSql,
-        wholeFromSql,
-        wholeToSql,
-        watermark,
-        ...changed,
-        ...typeParam,
-      ],
+    const tail = await this.rollups.tailAggregate(
+      s,
+      watermark,
+      { from: new Date(wholeFrom), to: new Date(wholeTo) },
+      changed,
+      type,
     );
     for (const r of tail) {
       const a = acc(r.membership_type);
@@ -208,20 +167,11 @@ export class StatsService {
 
     // Partial hours at the edges, straight from the ledger (every id), by the member's current type.
     for (const [a, b] of edges) {
-      const rows = await s.rows<{ membership_type: string; reason: string; n: unknown; units: unknown; net: unknown }>(
-        `SELECT m.membership_type, h.reason, COUNT(*) AS n, SUM(ABS(h.delta)) AS units, SUM(h.delta) AS net
-           FROM member_quota_history h JOIN members m ON m.id = h.member_id
-          WHERE h.created_at >= ? AND h.created_at < ?${typeClause('m.membership_type')}
-          GROUP BY m.membership_type, h.reason`,
-        [sqlTimestamp(new Date(a)), sqlTimestamp(new Date(b)), ...typeParam],
-      );
+      const rows = await this.rollups.ledgerBetween(s, new Date(a), new Date(b), type);
       for (const r of rows) addReason(r.membership_type, r.reason, Number(r.n), Number(r.units), Number(r.net));
     }
 
-    const configs = await s.rows<{ membership_type: string; max_quota: unknown; is_active: unknown }>(
-      `SELECT membership_type, max_quota, is_active FROM member_quota_config WHERE 1 = 1${typeClause('membership_type')}`,
-      typeParam,
-    );
+    const configs = await this.rollups.configs(s, type);
     const configByType = new Map(configs.map((c) => [c.membership_type, c]));
     for (const c of configs) acc(c.membership_type);
 

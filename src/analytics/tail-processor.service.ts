@@ -7,10 +7,10 @@ import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
 import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
-import { upsert } from './analytics-sql';
 import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyDetector, type DetectedAnomaly } from './anomaly-detector';
 import { emptyFold, foldRows, TypeAttribution, type LedgerRow } from './ledger-fold';
+import { RollupsRepository } from './rollups.repository';
 import { TailRepository, type Gap } from './tail.repository';
 
 /** The scheduler's name for the tail processor's interval (QUOTA_ANALYTICS_INTERVAL_MS). */
@@ -101,6 +101,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     private readonly scheduler: SchedulerRegistry,
     private readonly anomalies: AnomaliesRepository,
     private readonly tail: TailRepository,
+    private readonly rollups: RollupsRepository,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
@@ -226,28 +227,11 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
 
     const types = new TypeAttribution(await this.tail.typeChangesAfter(s, lowestBefore(watermark, late)));
     const fold = foldRows(emptyFold(), late.concat(rows), types);
-    await upsert(
+    await this.rollups.addHourly(s, fold.rollups.values());
+    await this.rollups.addTypeTotals(
       s,
-      'quota_stats_hourly',
-      ['hour_start', 'membership_type', 'reason', 'row_count', 'units', 'net_delta'],
-      ['hour_start', 'membership_type', 'reason'],
-      [...fold.rollups.values()].map((c) => [
-        sqlTimestamp(new Date(c.hourMs)),
-        c.membershipType,
-        c.reason,
-        c.count,
-        c.units,
-        c.net,
-      ]),
-      ['row_count', 'units', 'net_delta'],
-    );
-    await upsert(
-      s,
-      'quota_type_totals',
-      ['membership_type', 'members', 'balance', 'updated_at'],
-      ['membership_type'],
-      [...fold.totals.entries()].map(([type, t]) => [type, t.members, t.balance, now]),
-      ['members', 'balance'],
+      [...fold.totals.entries()].map(([type, t]) => ({ membershipType: type, members: t.members, balance: t.balance })),
+      now,
     );
 
     const anomalies = await this.detect(s, rows, types, nowMs);
@@ -329,12 +313,8 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
    */
   private async reconcileTotals(s: SqlSession, watermark: string, nowMs: number): Promise<TypeDrift[]> {
     this.lastReconciledMs = Date.now();
-    const stored = await s.rows<{ membership_type: string; members: unknown; balance: unknown }>(
-      'SELECT membership_type, members, balance FROM quota_type_totals',
-    );
-    const actual = await s.rows<{ membership_type: string; members: unknown; balance: unknown }>(
-      'SELECT membership_type, COUNT(*) AS members, SUM(quota_balance) AS balance FROM members GROUP BY membership_type',
-    );
+    const stored = await this.rollups.typeTotals(s);
+    const actual = await this.rollups.memberTotals(s);
     const after = await this.tail.rowsAfter(s, watermark);
     const pending = after.concat(await this.tail.rowsInGaps(s, await this.tail.gaps(s)));
     const types = new TypeAttribution(await this.tail.typeChangesAfter(s, lowestBefore(watermark, pending)));
@@ -364,14 +344,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
       if (members !== 0 || balance !== 0) drift.push({ membershipType: type, members, balance });
     }
     if (drift.length > 0) {
-      await upsert(
-        s,
-        'quota_type_totals',
-        ['membership_type', 'members', 'balance', 'updated_at'],
-        ['membership_type'],
-        drift.map((d) => [d.membershipType, d.members, d.balance, sqlTimestamp(new Date(nowMs))]),
-        ['members', 'balance'],
-      );
+      await this.rollups.addTypeTotals(s, drift, sqlTimestamp(new Date(nowMs)));
     }
     return drift;
   }

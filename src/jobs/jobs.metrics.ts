@@ -2,13 +2,14 @@ import { Injectable } from '@nestjs/common';
 import { Gauge, Histogram } from 'prom-client';
 import { MetricsRegistry } from '../metrics/metrics.module';
 import { QuotaDatabase } from '../database/database';
+import { OperationsRepository } from './operations.repository';
 
 @Injectable()
 export class JobsMetrics {
   readonly duration: Histogram<'kind' | 'status'>;
   readonly queueDepth: Gauge<'kind' | 'status'>;
 
-  constructor(registry: MetricsRegistry, db: QuotaDatabase) {
+  constructor(registry: MetricsRegistry, db: QuotaDatabase, operations: OperationsRepository) {
     this.duration = new Histogram({
       name: 'quota_operation_duration_seconds',
       help: 'Background operations from start to a final status, by kind and final status.',
@@ -24,11 +25,7 @@ export class JobsMetrics {
       async collect() {
         let rows: { kind: string; status: string; n: unknown }[];
         try {
-          rows = await db.read((s) =>
-            s.rows<{ kind: string; status: string; n: unknown }>(
-              "SELECT kind, status, COUNT(*) AS n FROM quota_operations WHERE status IN ('queued', 'running') GROUP BY kind, status",
-            ),
-          );
+          rows = await db.read((s) => operations.countActiveByKindAndStatus(s));
         } catch {
           // The database being away must not break the whole scrape; readiness reports it.
           return;

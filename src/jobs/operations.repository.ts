@@ -77,6 +77,13 @@ export class OperationsRepository {
     return { operations: rows.map(toOperation), total: Number(counted[0].total) };
   }
 
+  /** Queued and running operations counted by kind and status (kinds and statuses without any are absent). */
+  countActiveByKindAndStatus(s: SqlSession): Promise<{ kind: string; status: string; n: unknown }[]> {
+    return s.rows<{ kind: string; status: string; n: unknown }>(
+      "SELECT kind, status, COUNT(*) AS n FROM quota_operations WHERE status IN ('queued', 'running') GROUP BY kind, status",
+    );
+  }
+
   /** Up to `limit` ids of queued or running operations after `afterId`, ascending. */
   async activeIdsAfter(s: SqlSession, afterId: string, limit: number): Promise<string[]> {
     const rows = await s.rows<{ id: unknown }>(

@@ -65,6 +65,9 @@ describe('OperationsRepository', () => {
 
     expect(await db.transaction((s) => repo.markRunning(s, id, new Date()))).toBe(true);
     expect(await db.read((s) => repo.findById(s, id))).toMatchObject({ status: 'running', attempts: 1 });
+    const counts = await db.read((s) => repo.countActiveByKindAndStatus(s));
+    const running = counts.find((c) => c.kind === 'bulk_adjust' && c.status === 'running');
+    expect(Number(running?.n)).toBeGreaterThanOrEqual(1);
 
     // The first chunk claims the cursor from 0; a runner that read the cursor before it is refused.
     const first = { processed: 2, changed: 2, lastMemberId: ids[1] };

@@ -35,7 +35,6 @@ const REVIEWED: Record<string, string> = {
   "quota/configs.service.ts :: sets.join(', ')": 'fixed `column = ?` assignments',
   'quota/configs.service.ts :: where': 'fixed conditions with `?` parameters',
   "quota/history.service.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
-  'quota/idempotency.service.ts :: insert': 'fixed statement text',
   'quota/integrity.ts :: where': 'fixed conditions with `?` parameters',
   'quota/ledger-bulk.service.ts :: index': "the dialect adapter's index hint",
   'quota/ledger-bulk.service.ts :: list': 'a `?` list',

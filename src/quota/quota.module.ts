@@ -7,6 +7,7 @@ import { ConfigsController } from './configs.controller';
 import { ConfigsService } from './configs.service';
 import { ConsumptionController } from './consumption.controller';
 import { HistoryService } from './history.service';
+import { IdempotencyRepository } from './idempotency.repository';
 import { IdempotencyService } from './idempotency.service';
 import { LedgerBulkService, OperationRecorder } from './ledger-bulk.service';
 import { LedgerService } from './ledger.service';
@@ -26,6 +27,7 @@ import { QuotaService } from './quota.service';
     LedgerService,
     LedgerBulkService,
     OperationRecorder,
+    IdempotencyRepository,
     IdempotencyService,
     ConfigsService,
     MembersService,

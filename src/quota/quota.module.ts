@@ -9,10 +9,13 @@ import { ConsumptionController } from './consumption.controller';
 import { HistoryService } from './history.service';
 import { IdempotencyRepository } from './idempotency.repository';
 import { IdempotencyService } from './idempotency.service';
+import { LedgerBulkRepository } from './ledger-bulk.repository';
 import { LedgerBulkService, OperationRecorder } from './ledger-bulk.service';
+import { LedgerRepository } from './ledger.repository';
 import { LedgerService } from './ledger.service';
 import { MembersController } from './members.controller';
 import { MembersService } from './members.service';
+import { OperationRecordsRepository } from './operation-records.repository';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
@@ -24,8 +27,11 @@ import { QuotaService } from './quota.service';
   providers: [
     QuotaMetrics,
     ConfigCache,
+    LedgerRepository,
     LedgerService,
+    LedgerBulkRepository,
     LedgerBulkService,
+    OperationRecordsRepository,
     OperationRecorder,
     IdempotencyRepository,
     IdempotencyService,

@@ -4,6 +4,7 @@ import { DatabaseModule } from '../database/database.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
 import { ConfigsController } from './configs.controller';
+import { ConfigsRepository } from './configs.repository';
 import { ConfigsService } from './configs.service';
 import { ConsumptionController } from './consumption.controller';
 import { HistoryService } from './history.service';
@@ -26,6 +27,7 @@ import { QuotaService } from './quota.service';
   controllers: [ConsumptionController, ConfigsController, MembersController, AdminQuotaController],
   providers: [
     QuotaMetrics,
+    ConfigsRepository,
     ConfigCache,
     LedgerRepository,
     LedgerService,

@@ -43,7 +43,7 @@ const REVIEWED: Record<string, string> = {
   'quota/ledger-bulk.repository.ts :: target': 'fixed expressions of `?` parameters',
   'quota/ledger.repository.ts :: caller.sql': 'the fixed caller condition (CALLER_HOLDS) or nothing',
   'quota/ledger.repository.ts :: lock': "the dialect adapter's locking clause",
-  'quota/members.service.ts :: where': 'fixed conditions with `?` parameters',
+  'quota/members.repository.ts :: where': 'fixed conditions with `?` parameters',
 };
 
 /** The dialect adapter builds its fragments from identifiers its callers pass. */

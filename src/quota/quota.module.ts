@@ -15,6 +15,7 @@ import { LedgerBulkService, OperationRecorder } from './ledger-bulk.service';
 import { LedgerRepository } from './ledger.repository';
 import { LedgerService } from './ledger.service';
 import { MembersController } from './members.controller';
+import { MembersRepository } from './members.repository';
 import { MembersService } from './members.service';
 import { OperationRecordsRepository } from './operation-records.repository';
 import { QuotaMetrics } from './quota.metrics';
@@ -38,6 +39,7 @@ import { QuotaService } from './quota.service';
     IdempotencyRepository,
     IdempotencyService,
     ConfigsService,
+    MembersRepository,
     MembersService,
     QuotaService,
     HistoryService,

@@ -34,7 +34,7 @@ const REVIEWED: Record<string, string> = {
   "jobs/operations.service.ts :: where.join(' AND ')": 'fixed conditions with `?` parameters',
   "quota/configs.repository.ts :: sets.join(', ')": 'fixed `column = ?` assignments',
   'quota/configs.repository.ts :: where': 'fixed conditions with `?` parameters',
-  "quota/history.service.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
+  "quota/history.repository.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
   'quota/integrity.ts :: where': 'fixed conditions with `?` parameters',
   'quota/ledger-bulk.repository.ts :: index': "the dialect adapter's index hint",
   'quota/ledger-bulk.repository.ts :: list': 'a `?` list',

@@ -7,6 +7,7 @@ import { ConfigsController } from './configs.controller';
 import { ConfigsRepository } from './configs.repository';
 import { ConfigsService } from './configs.service';
 import { ConsumptionController } from './consumption.controller';
+import { HistoryRepository } from './history.repository';
 import { HistoryService } from './history.service';
 import { IdempotencyRepository } from './idempotency.repository';
 import { IdempotencyService } from './idempotency.service';
@@ -42,6 +43,7 @@ import { QuotaService } from './quota.service';
     MembersRepository,
     MembersService,
     QuotaService,
+    HistoryRepository,
     HistoryService,
   ],
   exports: [

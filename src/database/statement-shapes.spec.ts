@@ -13,11 +13,11 @@ const SRC = join(__dirname, '..');
  * their rows as VALUES.
  */
 const ALLOWED: Record<string, string> = {
-  'quota/ledger.service.ts: member_quota_history':
+  'quota/ledger.repository.ts: member_quota_history':
     "the consume batch's history row: one row, read from the member row the same batch's UPDATE has just locked",
-  'quota/ledger-bulk.service.ts: member_quota_history':
+  'quota/ledger-bulk.repository.ts: member_quota_history':
     "a bulk chunk's history rows: reads only the chunk's member rows, by primary key, which the chunk has locked",
-  'quota/idempotency.service.ts: idempotency_keys':
+  'quota/idempotency.repository.ts: idempotency_keys':
     'the idempotency claim: FROM DUAL (reads no table), into a table without AUTO_INCREMENT',
 };
 

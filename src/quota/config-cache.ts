@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { QuotaDatabase } from '../database/database';
-import { CONFIG_COLUMNS, toConfig, type ConfigRow, type QuotaConfigView } from './quota.views';
+import { ConfigsRepository } from './configs.repository';
+import type { QuotaConfigView } from './quota.views';
 
 /** Configs change rarely; another instance's change shows up here within this time. */
 const FRESH_FOR_MS = 5000;
@@ -17,7 +18,10 @@ export class ConfigCache {
   private loadedAt = 0;
   private loading: Promise<void> | null = null;
 
-  constructor(private readonly db: QuotaDatabase) {}
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly configs: ConfigsRepository,
+  ) {}
 
   async byIdOrNull(id: string): Promise<QuotaConfigView | null> {
     await this.ensureFresh(!this.byId.has(id));
@@ -42,8 +46,7 @@ export class ConfigCache {
   }
 
   private async load(): Promise<void> {
-    const rows = await this.db.read((s) => s.rows<ConfigRow>(`SELECT ${CONFIG_COLUMNS} FROM member_quota_config`));
-    const configs = rows.map(toConfig);
+    const configs = await this.db.read((s) => this.configs.list(s));
     this.byId = new Map(configs.map((c) => [c.id, c]));
     this.byType = new Map(configs.map((c) => [c.membershipType, c]));
     this.loadedAt = Date.now();

@@ -7,9 +7,10 @@ import { OperationRecorder } from './ledger-bulk.service';
 import type { ConfigApplyMode } from './dto/config.dto';
 import type { ResetPeriod } from './entities/quota-config.entity';
 import { QuotaDatabase } from '../database/database';
-import { dbErrorKind, sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { dbErrorKind } from '../database/sql-session';
+import { ConfigsRepository } from './configs.repository';
 import { ConfigInUseError, DuplicateMembershipTypeError } from './quota.errors';
-import { CONFIG_COLUMNS, configJson, toConfig, type ConfigRow, type QuotaConfigView } from './quota.views';
+import { configJson, type QuotaConfigView } from './quota.views';
 
 export interface NewConfig {
   readonly membershipType: string;
@@ -31,24 +32,18 @@ export interface ConfigChanges {
 export class ConfigsService {
   constructor(
     private readonly db: QuotaDatabase,
+    private readonly configs: ConfigsRepository,
     private readonly audit: AuditService,
     private readonly cache: ConfigCache,
     private readonly operations: OperationRecorder,
   ) {}
 
-  async list(filter: { isActive?: boolean }): Promise<QuotaConfigView[]> {
-    const where = filter.isActive === undefined ? '' : ' WHERE is_active = ?';
-    const rows = await this.db.read((s) =>
-      s.rows<ConfigRow>(
-        `SELECT ${CONFIG_COLUMNS} FROM member_quota_config${where} ORDER BY id`,
-        filter.isActive === undefined ? [] : [filter.isActive ? 1 : 0],
-      ),
-    );
-    return rows.map(toConfig);
+  list(filter: { isActive?: boolean }): Promise<QuotaConfigView[]> {
+    return this.db.read((s) => this.configs.list(s, filter.isActive));
   }
 
   async get(id: string): Promise<QuotaConfigView> {
-    const config = await this.db.read((s) => this.find(s, id));
+    const config = await this.db.read((s) => this.configs.findById(s, id));
     if (!config) throw new NotFoundError('Quota config');
     return config;
   }
@@ -56,29 +51,20 @@ export class ConfigsService {
   async create(actor: Actor, input: NewConfig): Promise<QuotaConfigView> {
     const created = await this.db.transaction(
       async (s) => {
-        const now = sqlTimestamp(new Date());
-        let id: string | null;
+        let id: string;
         try {
-          id = (
-            await s.exec(
-              `INSERT INTO member_quota_config (membership_type, max_quota, reset_period, is_active, description, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)`,
-              [
-                input.membershipType,
-                input.maxQuota,
-                input.resetPeriod ?? 'none',
-                input.isActive === false ? 0 : 1,
-                input.description ?? null,
-                now,
-                now,
-              ],
-            )
-          ).insertId;
+          id = await this.configs.insert(s, {
+            membershipType: input.membershipType,
+            maxQuota: input.maxQuota,
+            resetPeriod: input.resetPeriod ?? 'none',
+            isActive: input.isActive !== false,
+            description: input.description ?? null,
+          });
         } catch (err) {
           if (dbErrorKind(err) === 'duplicate') throw new DuplicateMembershipTypeError(input.membershipType);
           throw err;
         }
-        const config = await this.find(s, id!);
+        const config = await this.configs.findById(s, id);
         await this.audit.record(s.manager, {
           actor,
           action: 'quota_config.create',
@@ -106,27 +92,17 @@ export class ConfigsService {
     changes: ConfigChanges,
   ): Promise<QuotaConfigView & { readonly operationId?: string }> {
     const propagate = changes.apply === 'delta' || changes.apply === 'reset';
-    const sets: string[] = [];
-    const params: unknown[] = [];
-    const set = (column: string, value: unknown) => {
-      sets.push(`${column} = ?`);
-      params.push(value);
-    };
-    if (changes.maxQuota !== undefined) set('max_quota', changes.maxQuota);
-    if (changes.resetPeriod !== undefined) set('reset_period', changes.resetPeriod);
-    if (changes.isActive !== undefined) set('is_active', changes.isActive ? 1 : 0);
-    if (changes.description !== undefined) set('description', changes.description);
+    const { maxQuota, resetPeriod, isActive, description } = changes;
+    const columns = { maxQuota, resetPeriod, isActive, description };
+    const changesColumns = Object.values(columns).some((value) => value !== undefined);
 
     const updated = await this.db.transaction(
       async (s) => {
-        const before = await this.find(s, id, true);
+        const before = await this.configs.findById(s, id, true);
         if (!before) throw new NotFoundError('Quota config');
-        if (sets.length === 0 && !propagate) return before;
-        if (sets.length > 0) {
-          set('updated_at', sqlTimestamp(new Date()));
-          await s.exec(`UPDATE member_quota_config SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
-        }
-        const after = (await this.find(s, id))!;
+        if (!changesColumns && !propagate) return before;
+        await this.configs.update(s, id, columns);
+        const after = (await this.configs.findById(s, id))!;
         const operationId = propagate
           ? await this.operations.record(s, {
               kind: 'config_propagation',
@@ -165,14 +141,11 @@ export class ConfigsService {
   async remove(actor: Actor, id: string): Promise<void> {
     await this.db.transaction(
       async (s) => {
-        const before = await this.find(s, id, true);
+        const before = await this.configs.findById(s, id, true);
         if (!before) throw new NotFoundError('Quota config');
-        const inUse = await s.rows('SELECT 1 AS used FROM members WHERE membership_type = ? LIMIT 1', [
-          before.membershipType,
-        ]);
-        if (inUse.length > 0) throw new ConfigInUseError(before.membershipType);
+        if (await this.configs.typeInUse(s, before.membershipType)) throw new ConfigInUseError(before.membershipType);
         try {
-          await s.exec('DELETE FROM member_quota_config WHERE id = ?', [id]);
+          await this.configs.delete(s, id);
         } catch (err) {
           // A member was created with this type since the check: the foreign key refuses the delete.
           if (dbErrorKind(err) === 'foreign_key') throw new ConfigInUseError(before.membershipType);
@@ -190,13 +163,5 @@ export class ConfigsService {
       { entityManager: true },
     );
     this.cache.invalidate();
-  }
-
-  private async find(s: SqlSession, id: string, lock = false): Promise<QuotaConfigView | null> {
-    const rows = await s.rows<ConfigRow>(
-      `SELECT ${CONFIG_COLUMNS} FROM member_quota_config WHERE id = ?${lock ? s.sql.forUpdate : ''}`,
-      [id],
-    );
-    return rows.length === 0 ? null : toConfig(rows[0]);
   }
 }

@@ -1,10 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
-import { checkLedger, type IntegrityReport } from './integrity';
+import type { IntegrityReport } from './integrity';
 import { QuotaDatabase } from '../database/database';
-import { sqlTimestamp } from '../database/sql-session';
-import { HISTORY_COLUMNS, type HistoryRow } from './quota.views';
+import { HistoryRepository } from './history.repository';
+import type { HistoryRow } from './quota.views';
 
 export interface HistoryFilter {
   readonly memberId?: string;
@@ -34,35 +34,31 @@ function decodeCursor(cursor: string): string {
 /** Reads of the ledger: newest first, keyset-paginated on the id, and the integrity check. */
 @Injectable()
 export class HistoryService {
-  constructor(private readonly db: QuotaDatabase) {}
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly history: HistoryRepository,
+  ) {}
 
   async list(filter: HistoryFilter): Promise<HistoryPage> {
     if (filter.from && filter.to && filter.from > filter.to) {
       throw new ValidationFailedError([{ field: 'from', message: 'from must not be after to' }]);
     }
-    const conditions: string[] = [];
-    const params: unknown[] = [];
-    const where = (condition: string, value: unknown) => {
-      conditions.push(condition);
-      params.push(value);
+    const query = {
+      memberId: filter.memberId,
+      reason: filter.reason,
+      from: filter.from,
+      to: filter.to,
+      beforeId: filter.cursor === undefined ? undefined : decodeCursor(filter.cursor),
     };
-    if (filter.memberId !== undefined) where('member_id = ?', filter.memberId);
-    if (filter.reason !== undefined) where('reason = ?', filter.reason);
-    if (filter.from !== undefined) where('created_at >= ?', sqlTimestamp(filter.from));
-    if (filter.to !== undefined) where('created_at <= ?', sqlTimestamp(filter.to));
-    if (filter.cursor !== undefined) where('id < ?', decodeCursor(filter.cursor));
-    const sql = `SELECT ${HISTORY_COLUMNS} FROM member_quota_history${
-      conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''
-    } ORDER BY id DESC LIMIT ?`;
     // One row more than asked says whether another page follows.
-    const rows = await this.db.read((s) => s.rows<HistoryRow>(sql, [...params, filter.limit + 1]));
+    const rows = await this.db.read((s) => this.history.newestFirst(s, query, filter.limit + 1));
     const page = rows.slice(0, filter.limit);
     const nextCursor = rows.length > filter.limit ? encodeCursor(String(page[page.length - 1].id)) : null;
     return { rows: page, nextCursor };
   }
 
   async integrity(memberId?: string): Promise<IntegrityReport> {
-    const report = await this.db.read((s) => checkLedger((sql, params) => s.rows(sql, params), memberId));
+    const report = await this.db.read((s) => this.history.ledgerMismatches(s, memberId));
     if (memberId !== undefined && report.checked === 0) throw new NotFoundError('Member');
     return report;
   }

@@ -7,28 +7,14 @@ import { AppError } from '../common/app-error';
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaDatabase } from '../database/database';
-import {
-  compactSql,
-  dbErrorKind,
-  readTimestamp,
-  sqlTimestamp,
-  type SqlSession,
-  type Statement,
-  type TransactionOptions,
-} from '../database/sql-session';
+import { dbErrorKind, type SqlSession, type TransactionOptions } from '../database/sql-session';
+import { IDEMPOTENCY_TTL_MS, IdempotencyRepository, type KeyClaim } from './idempotency.repository';
 import { IdempotencyKeyInUseError, IdempotencyKeyMismatchError } from './quota.errors';
 
-export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+export { IDEMPOTENCY_TTL_MS };
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const PURGE_BATCH = 1000;
 const MAX_CLAIM_ATTEMPTS = 3;
-/** Stamped with the database's clock (MySQL sessions run in UTC), like the rest of the batch. */
-const CLAIM_AFTER_CHANGE_SQL = compactSql(
-  `INSERT INTO idempotency_keys (key_hash, scope, request_hash, member_id, created_at, expires_at)
-   SELECT ?, ?, ?, ?, NOW(3), NOW(3) + INTERVAL ${IDEMPOTENCY_TTL_MS / 1000} SECOND FROM DUAL WHERE ROW_COUNT() = 1`,
-);
-/** MariaDB: does not wait for a concurrent holder of the key (see claim()). */
-const CLAIM_AFTER_CHANGE_NOWAIT_SQL = `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${CLAIM_AFTER_CHANGE_SQL}`;
 
 export type IdempotentOperation = 'consume' | 'refund' | 'adjust';
 
@@ -84,6 +70,7 @@ export class IdempotencyService {
 
   constructor(
     private readonly db: QuotaDatabase,
+    private readonly keys: IdempotencyRepository,
     private readonly ledger: LedgerService,
     private readonly metrics: QuotaMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
@@ -101,7 +88,8 @@ export class IdempotencyService {
     if (!request) return { entry: await this.ledger.applyAlone(change), replayed: false };
     const hash = keyHash(request.scope, request.key);
     const reqHash = requestHash(request);
-    const claim = this.claimAfterChange(request, hash, reqHash);
+    // MariaDB's claim does not wait for a concurrent holder of the key (see the class comment).
+    const claim = this.keys.claimAfterChangeStatement(keyClaim(request, hash, reqHash), this.db.isMariaDb);
     for (let attempt = 1; ; attempt++) {
       try {
         // MariaDB's claim does not wait (see claim()): its lock wait time-out means "in flight".
@@ -151,25 +139,12 @@ export class IdempotencyService {
 
   /** Deletes expired keys in small batches; returns how many went. */
   async purgeExpired(now = new Date()): Promise<number> {
-    const cutoff = sqlTimestamp(now);
     let purged = 0;
     for (;;) {
-      // Select first, then delete by primary key: the DELETE locks only those rows, never a gap
-      // that a new key's insert would wait for.
-      const hashes = await this.db.read((s) =>
-        s.rows<{ key_hash: string }>(
-          'SELECT key_hash FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?',
-          [cutoff, PURGE_BATCH],
-        ),
-      );
+      // Select first, then delete by primary key (see IdempotencyRepository.deleteExpiredKeys).
+      const hashes = await this.db.read((s) => this.keys.expiredKeyHashes(s, now, PURGE_BATCH));
       if (hashes.length === 0) break;
-      const deleted = await this.db.transaction((s) =>
-        s.exec(
-          `DELETE FROM idempotency_keys WHERE key_hash IN (${hashes.map(() => '?').join(', ')}) AND expires_at <= ?`,
-          [...hashes.map((h) => h.key_hash), cutoff],
-        ),
-      );
-      purged += deleted.affected;
+      purged += await this.db.transaction((s) => this.keys.deleteExpiredKeys(s, hashes, now));
       if (hashes.length < PURGE_BATCH) break;
     }
     if (purged > 0) this.metrics.idempotencyKeysPurged.inc(purged);
@@ -192,18 +167,8 @@ export class IdempotencyService {
   }
 
   private async claim(s: SqlSession, request: IdempotentRequest, hash: string, reqHash: string): Promise<void> {
-    const now = new Date();
-    const insert =
-      'INSERT INTO idempotency_keys (key_hash, scope, request_hash, member_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)';
     try {
-      await s.exec(s.isMariaDb ? `SET STATEMENT innodb_lock_wait_timeout = 0 FOR ${insert}` : insert, [
-        hash,
-        request.scope,
-        reqHash,
-        request.memberId,
-        sqlTimestamp(now),
-        sqlTimestamp(new Date(now.getTime() + IDEMPOTENCY_TTL_MS)),
-      ]);
+      await this.keys.insertClaim(s, keyClaim(request, hash, reqHash), new Date());
     } catch (err) {
       const kind = dbErrorKind(err);
       if (kind === 'duplicate') throw new KeyAlreadyClaimed();
@@ -213,61 +178,27 @@ export class IdempotencyService {
     }
   }
 
-  /** claim() as the statement that follows a ledger change in its batch (LedgerService.applyAlone). */
-  private claimAfterChange(request: IdempotentRequest, hash: string, reqHash: string): Statement {
-    return {
-      sql: this.db.isMariaDb ? CLAIM_AFTER_CHANGE_NOWAIT_SQL : CLAIM_AFTER_CHANGE_SQL,
-      params: [hash, request.scope, reqHash, request.memberId],
-    };
-  }
-
   /** The first answer for a committed key; null when the key has expired (it is then removed). */
   private async replay(request: IdempotentRequest, hash: string, reqHash: string): Promise<LedgerEntry | null> {
     const now = new Date();
-    const keys = await this.db.read((s) =>
-      s.rows<{ request_hash: string; member_id: unknown; expires_at: unknown }>(
-        'SELECT request_hash, member_id, expires_at FROM idempotency_keys WHERE key_hash = ?',
-        [hash],
-      ),
-    );
-    if (keys.length === 0) return null;
-    if (readTimestamp(keys[0].expires_at) <= now) {
-      await this.db.transaction((s) =>
-        s.exec('DELETE FROM idempotency_keys WHERE key_hash = ? AND expires_at <= ?', [hash, sqlTimestamp(now)]),
-      );
+    const stored = await this.db.read((s) => this.keys.findKey(s, hash));
+    if (!stored) return null;
+    if (stored.expiresAt <= now) {
+      await this.db.transaction((s) => this.keys.deleteKeyIfExpired(s, hash, now));
       return null;
     }
-    if (keys[0].request_hash !== reqHash) throw new IdempotencyKeyMismatchError();
+    if (stored.requestHash !== reqHash) throw new IdempotencyKeyMismatchError();
     const rows = await this.db.read((s) =>
-      s.rows<{
-        id: unknown;
-        member_id: unknown;
-        delta: number;
-        balance_after: number;
-        reason: string;
-        idempotency_key: string;
-        config_id: unknown;
-      }>(
-        `SELECT h.id, h.member_id, h.delta, h.balance_after, h.reason, h.idempotency_key, c.id AS config_id
-           FROM member_quota_history h
-           JOIN members m ON m.id = h.member_id
-           JOIN member_quota_config c ON c.membership_type = m.membership_type
-          WHERE h.member_id = ? AND h.idempotency_key = ? AND h.actor = ?
-          ORDER BY h.id DESC`,
-        [String(keys[0].member_id), request.key, request.scope],
-      ),
+      this.keys.historyRowsUnderKey(s, stored.memberId, request.key, request.scope),
     );
     // Keys are exact bytes (the claim is their SHA-256); MySQL's default collation would also
     // match "Key-1" to "key-1" here, so the stored key is compared once more, exactly.
-    const row = rows.find((r) => r.idempotency_key === request.key);
+    const row = rows.find((r) => r.idempotencyKey === request.key);
     if (!row) throw new Error('an idempotency key has no history row');
-    return {
-      historyId: String(row.id),
-      memberId: String(row.member_id),
-      delta: Number(row.delta),
-      balanceAfter: Number(row.balance_after),
-      reason: row.reason as LedgerEntry['reason'],
-      configId: String(row.config_id),
-    };
+    return row.entry;
   }
+}
+
+function keyClaim(request: IdempotentRequest, hash: string, reqHash: string): KeyClaim {
+  return { keyHash: hash, scope: request.scope, requestHash: reqHash, memberId: request.memberId };
 }

@@ -4,8 +4,8 @@ import { actorId, type Actor } from './actor';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
 import { LedgerService, type NewAccount } from './ledger.service';
 import { QuotaDatabase } from '../database/database';
-import { sqlTimestamp, type SqlSession } from '../database/sql-session';
-import { MEMBER_COLUMNS, memberJson, toMember, type MemberRow, type MemberView } from './quota.views';
+import { MembersRepository } from './members.repository';
+import { memberJson, type MemberView } from './quota.views';
 
 export interface MemberChanges {
   readonly membershipType?: string;
@@ -21,6 +21,7 @@ export interface MemberPage {
 export class MembersService {
   constructor(
     private readonly db: QuotaDatabase,
+    private readonly members: MembersRepository,
     private readonly ledger: LedgerService,
     private readonly audit: AuditService,
   ) {}
@@ -50,20 +51,20 @@ export class MembersService {
   }
 
   async list(filter: { membershipType?: string; page: number; perPage: number }): Promise<MemberPage> {
-    const where = filter.membershipType === undefined ? '' : ' WHERE membership_type = ?';
-    const params = filter.membershipType === undefined ? [] : [filter.membershipType];
     return this.db.read(async (s) => {
-      const count = await s.rows<{ total: unknown }>(`SELECT COUNT(*) AS total FROM members${where}`, params);
-      const rows = await s.rows<MemberRow>(
-        `SELECT ${MEMBER_COLUMNS} FROM members${where} ORDER BY id LIMIT ? OFFSET ?`,
-        [...params, filter.perPage, (filter.page - 1) * filter.perPage],
+      const total = await this.members.count(s, filter.membershipType);
+      const members = await this.members.page(
+        s,
+        filter.membershipType,
+        filter.perPage,
+        (filter.page - 1) * filter.perPage,
       );
-      return { members: rows.map(toMember), total: Number(count[0].total) };
+      return { members, total };
     });
   }
 
   async get(id: string): Promise<MemberView> {
-    const member = await this.db.read((s) => findMember(s, id));
+    const member = await this.db.read((s) => this.members.findById(s, id));
     if (!member) throw new NotFoundError('Member');
     return member;
   }
@@ -75,22 +76,18 @@ export class MembersService {
   async update(actor: Actor, id: string, changes: MemberChanges): Promise<MemberView> {
     return this.db.transaction(
       async (s) => {
-        const before = await findMember(s, id, true);
+        const before = await this.members.findById(s, id, true);
         if (!before) throw new NotFoundError('Member');
         let changed = false;
         if (changes.membershipType !== undefined) {
           changed = (await this.ledger.changeMembershipType(s, id, changes.membershipType, actorId(actor))) !== null;
         }
         if (changes.isActive !== undefined && changes.isActive !== before.isActive) {
-          await s.exec('UPDATE members SET is_active = ?, updated_at = ? WHERE id = ?', [
-            changes.isActive ? 1 : 0,
-            sqlTimestamp(new Date()),
-            id,
-          ]);
+          await this.members.setActive(s, id, changes.isActive);
           changed = true;
         }
         if (!changed) return before;
-        const after = (await findMember(s, id))!;
+        const after = (await this.members.findById(s, id))!;
         await this.audit.record(s.manager, {
           actor,
           action: 'member.update',
@@ -109,7 +106,7 @@ export class MembersService {
     return this.db.transaction(
       async (s) => {
         const ids = await this.ledger.openAccounts(s, accounts, actorId(actor), { batch });
-        const members = await findMembers(s, ids);
+        const members = await this.members.findByIds(s, ids);
         await this.audit.recordMany(
           s.manager,
           members.map((member) => ({
@@ -126,28 +123,4 @@ export class MembersService {
       { entityManager: true },
     );
   }
-}
-
-const FETCH_CHUNK = 500;
-
-/** Members by id, in the order of the ids given. */
-async function findMembers(s: SqlSession, ids: readonly string[]): Promise<MemberView[]> {
-  const byId = new Map<string, MemberView>();
-  for (let start = 0; start < ids.length; start += FETCH_CHUNK) {
-    const chunk = ids.slice(start, start + FETCH_CHUNK);
-    const rows = await s.rows<MemberRow>(
-      `SELECT ${MEMBER_COLUMNS} FROM members WHERE id IN (${chunk.map(() => '?').join(', ')})`,
-      chunk,
-    );
-    for (const member of rows.map(toMember)) byId.set(member.id, member);
-  }
-  return ids.map((id) => byId.get(id)!);
-}
-
-export async function findMember(s: SqlSession, id: string, lock = false): Promise<MemberView | null> {
-  const rows = await s.rows<MemberRow>(
-    `SELECT ${MEMBER_COLUMNS} FROM members WHERE id = ?${lock ? s.sql.forUpdate : ''}`,
-    [id],
-  );
-  return rows.length === 0 ? null : toMember(rows[0]);
 }

@@ -4,14 +4,21 @@ import { DatabaseModule } from '../database/database.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
 import { ConfigsController } from './configs.controller';
+import { ConfigsRepository } from './configs.repository';
 import { ConfigsService } from './configs.service';
 import { ConsumptionController } from './consumption.controller';
+import { HistoryRepository } from './history.repository';
 import { HistoryService } from './history.service';
+import { IdempotencyRepository } from './idempotency.repository';
 import { IdempotencyService } from './idempotency.service';
+import { LedgerBulkRepository } from './ledger-bulk.repository';
 import { LedgerBulkService, OperationRecorder } from './ledger-bulk.service';
+import { LedgerRepository } from './ledger.repository';
 import { LedgerService } from './ledger.service';
 import { MembersController } from './members.controller';
+import { MembersRepository } from './members.repository';
 import { MembersService } from './members.service';
+import { OperationRecordsRepository } from './operation-records.repository';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
@@ -22,14 +29,21 @@ import { QuotaService } from './quota.service';
   controllers: [ConsumptionController, ConfigsController, MembersController, AdminQuotaController],
   providers: [
     QuotaMetrics,
+    ConfigsRepository,
     ConfigCache,
+    LedgerRepository,
     LedgerService,
+    LedgerBulkRepository,
     LedgerBulkService,
+    OperationRecordsRepository,
     OperationRecorder,
+    IdempotencyRepository,
     IdempotencyService,
     ConfigsService,
+    MembersRepository,
     MembersService,
     QuotaService,
+    HistoryRepository,
     HistoryService,
   ],
   exports: [

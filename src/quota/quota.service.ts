@@ -15,7 +15,8 @@ import {
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics, type ConsumptionResult } from './quota.metrics';
 import { QuotaDatabase } from '../database/database';
-import { readBoolean, readNullableTimestamp, type TransactionOptions } from '../database/sql-session';
+import { type TransactionOptions } from '../database/sql-session';
+import { MembersRepository } from './members.repository';
 import { InsufficientQuotaError, type ConfigInactiveError, type MemberInactiveError } from './quota.errors';
 import type { QuotaConfigView } from './quota.views';
 import { nextResetAt } from './reset-schedule';
@@ -59,6 +60,7 @@ export interface AdjustRequest {
 export class QuotaService {
   constructor(
     private readonly db: QuotaDatabase,
+    private readonly members: MembersRepository,
     private readonly ledger: LedgerService,
     private readonly idempotency: IdempotencyService,
     private readonly configs: ConfigCache,
@@ -79,38 +81,19 @@ export class QuotaService {
 
   async balance(caller: Principal, memberId: string): Promise<{ view: BalanceView; headers: QuotaHeaders }> {
     this.assertReachable(caller, memberId);
-    const rows = await this.db.read((s) =>
-      s.rows<{
-        id: unknown;
-        external_id: string;
-        membership_type: string;
-        quota_balance: number;
-        is_active: unknown;
-        period_started_at: unknown;
-        max_quota: number;
-        reset_period: ResetPeriod;
-        config_active: unknown;
-      }>(
-        `SELECT m.id, m.external_id, m.membership_type, m.quota_balance, m.is_active, m.period_started_at,
-                c.max_quota, c.reset_period, c.is_active AS config_active
-           FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
-          WHERE m.id = ?`,
-        [memberId],
-      ),
-    );
-    if (rows.length === 0) throw new NotFoundError('Member');
-    const row = rows[0];
+    const member = await this.db.read((s) => this.members.balanceWithConfig(s, memberId));
+    if (!member) throw new NotFoundError('Member');
     const view: BalanceView = {
-      memberId: String(row.id),
-      externalId: row.external_id,
-      membershipType: row.membership_type,
-      balance: Number(row.quota_balance),
-      maxQuota: Number(row.max_quota),
-      resetPeriod: row.reset_period,
-      periodStartedAt: readNullableTimestamp(row.period_started_at),
-      nextResetAt: nextResetAt(row.reset_period, new Date(), this.config.quota.timezone),
-      isActive: readBoolean(row.is_active),
-      configActive: readBoolean(row.config_active),
+      memberId: member.memberId,
+      externalId: member.externalId,
+      membershipType: member.membershipType,
+      balance: member.balance,
+      maxQuota: member.maxQuota,
+      resetPeriod: member.resetPeriod,
+      periodStartedAt: member.periodStartedAt,
+      nextResetAt: nextResetAt(member.resetPeriod, new Date(), this.config.quota.timezone),
+      isActive: member.isActive,
+      configActive: member.configActive,
     };
     return { view, headers: this.headers(view.balance, { maxQuota: view.maxQuota, resetPeriod: view.resetPeriod }) };
   }

@@ -103,16 +103,8 @@ export function buildDataSourceOptions(
     username: database.username,
     password: database.password,
     database: database.database,
-    charset: 'utf8mb4_unicode_ci',
-    timezone: 'Z',
-    // BIGINT ids come back as strings so no client loses precision past 2^53.
-    supportBigNumbers: true,
-    bigNumberStrings: true,
+    ...sessionOptions(database),
     poolSize: database.poolSize,
-    connectTimeout: 3000,
-    // With DB_SSL every pooled connection is TLS with the certificate verified; mysql2 never falls
-    // back to plain text when the server offers no TLS, it refuses to connect.
-    ssl: database.tls ? mysqlSslOptions(database.tls) : undefined,
     // Only the consume batch's own pool (createBatchPool) accepts several statements per query,
     // so a value ever spliced into SQL text elsewhere cannot stack a second statement.
     multipleStatements: false,
@@ -122,6 +114,21 @@ export function buildDataSourceOptions(
       idleTimeout: 60_000,
       decimalNumbers: true,
     },
+  };
+}
+
+/** What both MySQL pools share: character set, UTC, number handling, time-out and TLS. */
+function sessionOptions(database: MysqlDatabaseConfig) {
+  return {
+    charset: 'utf8mb4_unicode_ci',
+    timezone: 'Z',
+    // BIGINT ids come back as strings so no client loses precision past 2^53.
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    connectTimeout: 3000,
+    // With DB_SSL every pooled connection is TLS with the certificate verified; mysql2 never falls
+    // back to plain text when the server offers no TLS, it refuses to connect.
+    ssl: database.tls ? mysqlSslOptions(database.tls) : undefined,
   };
 }
 
@@ -138,13 +145,8 @@ export function createBatchPool(database: MysqlDatabaseConfig): mysql2.Pool {
     user: database.username,
     password: database.password,
     database: database.database,
-    charset: 'utf8mb4_unicode_ci',
-    timezone: 'Z',
-    supportBigNumbers: true,
-    bigNumberStrings: true,
+    ...sessionOptions(database),
     decimalNumbers: true,
-    connectTimeout: 3000,
-    ssl: database.tls ? mysqlSslOptions(database.tls) : undefined,
     multipleStatements: true,
     connectionLimit: database.batchPoolSize,
     maxIdle: database.batchPoolSize,

@@ -28,6 +28,7 @@ const {
   freePort,
   processes,
   waitUntil,
+  servers,
 } = require('./lib');
 
 const log = logger('bench:auth');
@@ -41,13 +42,7 @@ const settings = {
   throttleLimit: String(num('BENCH_THROTTLE_LIMIT', 1_000_000)),
   logLevel: env.BENCH_LOG_LEVEL || 'warn',
   keepDb: env.BENCH_KEEP_DB === '1',
-  db: {
-    host: env.DB_HOST || '127.0.0.1',
-    port: num('DB_PORT', 3306),
-    user: env.DB_USERNAME || 'root',
-    password: env.DB_PASSWORD || '',
-  },
-  redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
+  ...servers(),
 };
 let database = null;
 

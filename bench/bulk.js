@@ -25,6 +25,7 @@ const {
   freePort,
   processes,
   waitUntil,
+  servers,
 } = require('./lib');
 
 const log = logger('bench:bulk');
@@ -38,13 +39,7 @@ const settings = {
   chunkSize: env.BENCH_CHUNK_SIZE || '',
   logLevel: env.BENCH_LOG_LEVEL || 'warn',
   keepDb: env.BENCH_KEEP_DB === '1',
-  db: {
-    host: env.DB_HOST || '127.0.0.1',
-    port: num('DB_PORT', 3306),
-    user: env.DB_USERNAME || 'root',
-    password: env.DB_PASSWORD || '',
-  },
-  redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
+  ...servers(),
 };
 
 /** The goals for each size, in members: seconds to finish. */

@@ -120,7 +120,22 @@ async function waitUntil(check, timeoutMs, what) {
   throw new Error(`${what} did not happen within ${timeoutMs} ms`);
 }
 
+/** MariaDB/MySQL and Redis on loopback unless DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD and REDIS_HOST/REDIS_PORT say otherwise. */
+function servers() {
+  const env = process.env;
+  return {
+    db: {
+      host: env.DB_HOST || '127.0.0.1',
+      port: num('DB_PORT', 3306),
+      user: env.DB_USERNAME || 'root',
+      password: env.DB_PASSWORD || '',
+    },
+    redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
+  };
+}
+
 module.exports = {
+  servers,
   ROOT,
   PRODUCTION_NODE_ARGS,
   SERVICE_NODE_ARGS,

@@ -30,6 +30,7 @@ const {
   freePort,
   processes,
   waitUntil,
+  servers,
 } = require('./lib');
 
 const log = logger('bench');
@@ -51,13 +52,7 @@ const settings = {
   role: env.BENCH_SERVICE_ROLE || 'all',
   mixedSeconds: num('BENCH_MIXED_SECONDS', 0),
   mixedConnections: num('BENCH_MIXED_CONNECTIONS', 32),
-  db: {
-    host: env.DB_HOST || '127.0.0.1',
-    port: num('DB_PORT', 3306),
-    user: env.DB_USERNAME || 'root',
-    password: env.DB_PASSWORD || '',
-  },
-  redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
+  ...servers(),
 };
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);

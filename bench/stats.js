@@ -29,6 +29,7 @@ const {
   freePort,
   processes,
   waitUntil,
+  servers,
 } = require('./lib');
 
 const log = logger('bench:stats');
@@ -44,13 +45,7 @@ const settings = {
   connections: num('BENCH_CONNECTIONS', 64),
   logLevel: env.BENCH_LOG_LEVEL || 'warn',
   keepDb: env.BENCH_KEEP_DB === '1',
-  db: {
-    host: env.DB_HOST || '127.0.0.1',
-    port: num('DB_PORT', 3306),
-    user: env.DB_USERNAME || 'root',
-    password: env.DB_PASSWORD || '',
-  },
-  redis: { host: env.REDIS_HOST || '127.0.0.1', port: num('REDIS_PORT', 6379) },
+  ...servers(),
 };
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);

@@ -41,7 +41,10 @@ const REVIEWED: Record<string, string> = {
   'quota/ledger-bulk.repository.ts :: lock': "the dialect adapter's locking clause",
   "quota/ledger-bulk.repository.ts :: sets.join(', ')": 'fixed `column = ?` assignments',
   'quota/ledger-bulk.repository.ts :: target': 'fixed expressions of `?` parameters',
-  'quota/ledger.repository.ts :: caller.sql': 'the fixed caller condition (CALLER_HOLDS) or nothing',
+  "quota/ledger.repository.ts :: checks.join(', ')":
+    'CASE WHEN over the fixed texts of CONDITION_SQL, values as `?` parameters',
+  'quota/ledger.repository.ts :: whereOf(conditions)':
+    'the fixed texts of CONDITION_SQL joined with AND, values as `?` parameters',
   'quota/ledger.repository.ts :: lock': "the dialect adapter's locking clause",
   'quota/members.repository.ts :: where': 'fixed conditions with `?` parameters',
 };

@@ -17,14 +17,18 @@ export interface UpdatedBalance {
   readonly configId: string;
 }
 
-/** What a refusal is explained from: the member's row, its config's, and the pending caller check. */
+/**
+ * The conditions a balance change must meet, in the order a refusal names them (the caller first:
+ * a token that no longer holds learns nothing about the member).
+ */
+export type ChangeCondition = 'callerHolds' | 'memberActive' | 'configActive' | 'notBelowZero' | 'notAboveMax';
+
+/** What a refusal is explained from: the member as it is now and the first condition it fails. */
 export interface MemberState {
   readonly balance: number;
-  readonly memberActive: boolean;
-  readonly configActive: boolean;
   readonly membershipType: string;
-  /** Whether the change's pending caller check holds (true when there is none). */
-  readonly callerValid: boolean;
+  /** The first of the change's conditions that does not hold now; null when all hold. */
+  readonly failed: ChangeCondition | null;
 }
 
 export interface TypeConfig {
@@ -44,24 +48,64 @@ export interface OpeningMember {
 /** The condition a pending caller check adds to an update (on either driver). */
 const CALLER_HOLDS = 'EXISTS (SELECT 1 FROM users u WHERE u.id = ? AND u.is_active = 1 AND u.token_version = ?)';
 
-function callerCondition(change: LedgerChange): { sql: string; params: unknown[] } {
+/**
+ * Each condition is written once, here: the update's WHERE is the conjunction of a change's
+ * conditions, and the read that explains a refusal selects each of them as a column, so the
+ * database says which one failed and nothing re-derives the rule in TypeScript. The texts are
+ * fixed; values travel as `?` parameters (`params` gives them in order).
+ */
+const CONDITION_SQL: Readonly<Record<ChangeCondition, string>> = {
+  callerHolds: CALLER_HOLDS,
+  memberActive: 'members.is_active = 1',
+  configActive: 'c.is_active = 1',
+  notBelowZero: 'members.quota_balance + ? >= 0',
+  notAboveMax: `members.quota_balance + ? <= ${MAX_BALANCE}`,
+};
+
+interface AppliedCondition {
+  readonly name: ChangeCondition;
+  readonly params: readonly unknown[];
+}
+
+/** The conditions of one change, in refusal order, with their parameters. */
+function conditionsOf(change: LedgerChange): AppliedCondition[] {
+  const conditions: AppliedCondition[] = [];
   const check = change.callerCheck;
-  if (!check || check.confirmed) return { sql: '', params: [] };
-  return { sql: ` AND ${CALLER_HOLDS}`, params: [check.userId, check.tokenVersion] };
+  if (check && !check.confirmed) {
+    conditions.push({ name: 'callerHolds', params: [check.userId, check.tokenVersion] });
+  }
+  if (change.requireActive) {
+    conditions.push({ name: 'memberActive', params: [] }, { name: 'configActive', params: [] });
+  }
+  conditions.push({ name: 'notBelowZero', params: [change.delta] }, { name: 'notAboveMax', params: [change.delta] });
+  return conditions;
+}
+
+function whereOf(conditions: readonly AppliedCondition[]): string {
+  return conditions.map((condition) => CONDITION_SQL[condition.name]).join(' AND ');
+}
+
+function paramsOf(conditions: readonly AppliedCondition[]): unknown[] {
+  return conditions.flatMap((condition) => condition.params);
 }
 
 /**
- * The MySQL update in its four forms (requireActive: +1, pending caller check: +2), built once
- * and without the layout whitespace: the driver scans the text for placeholders on every call.
+ * The MySQL update, one text per set of conditions, built once and without the layout whitespace:
+ * the driver scans the text for placeholders on every call.
  */
-const UPDATE_SQL = [0, 1, 2, 3].map((form) =>
-  compactSql(`UPDATE members m JOIN member_quota_config c ON c.membership_type = m.membership_type
-                 SET m.quota_balance = m.quota_balance + ?
-               WHERE m.id = ? AND m.quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}
-                 ${form & 1 ? 'AND m.is_active = 1 AND c.is_active = 1' : ''}
-                 ${form & 2 ? `AND ${CALLER_HOLDS}` : ''}
-                 AND LAST_INSERT_ID((m.quota_balance + ?) * 4294967296 + c.id) > 0`),
-);
+const mysqlUpdates = new Map<string, string>();
+function mysqlUpdateSql(conditions: readonly AppliedCondition[]): string {
+  const key = conditions.map((condition) => condition.name).join(',');
+  let sql = mysqlUpdates.get(key);
+  if (sql === undefined) {
+    sql = compactSql(`UPDATE members JOIN member_quota_config c ON c.membership_type = members.membership_type
+                         SET members.quota_balance = members.quota_balance + ?
+                       WHERE members.id = ? AND ${whereOf(conditions)}
+                         AND LAST_INSERT_ID((members.quota_balance + ?) * 4294967296 + c.id) > 0`);
+    mysqlUpdates.set(key, sql);
+  }
+  return sql;
+}
 
 const HISTORY_AFTER_UPDATE_SQL =
   compactSql(`INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
@@ -91,18 +135,15 @@ export class LedgerRepository {
       const update = this.updateStatement(change);
       return unpackUpdate(await s.exec(update.sql, update.params));
     }
-    const caller = callerCondition(change);
+    const conditions = conditionsOf(change);
+    // RETURNING may not read the FROM table, hence the config id's own subquery.
     const rows = await s.rows<{ balance: number; config_id: unknown }>(
-      `UPDATE members SET quota_balance = quota_balance + ?
-        WHERE id = ? AND quota_balance + ? BETWEEN 0 AND ${MAX_BALANCE}${
-          change.requireActive
-            ? ` AND is_active = 1 AND EXISTS (SELECT 1 FROM member_quota_config c
-                  WHERE c.membership_type = members.membership_type AND c.is_active = 1)`
-            : ''
-        }${caller.sql}
+      `UPDATE members SET quota_balance = members.quota_balance + ?
+         FROM member_quota_config c
+        WHERE c.membership_type = members.membership_type AND members.id = ? AND ${whereOf(conditions)}
         RETURNING quota_balance AS balance,
-          (SELECT c.id FROM member_quota_config c WHERE c.membership_type = members.membership_type) AS config_id`,
-      [delta, memberId, delta, ...caller.params],
+          (SELECT k.id FROM member_quota_config k WHERE k.membership_type = members.membership_type) AS config_id`,
+      [delta, memberId, ...paramsOf(conditions)],
     );
     if (rows.length === 0) return null;
     return { balance: Number(rows[0].balance), configId: String(rows[0].config_id) };
@@ -157,30 +198,28 @@ export class LedgerRepository {
     return result.insertId;
   }
 
-  /** The member's state as a change's refusal is explained from; null when the member does not exist. */
+  /**
+   * The member's state as a change's refusal is explained from: each of the change's conditions
+   * evaluated by the database, as the update evaluates them. Null when the member does not exist.
+   */
   async memberState(s: SqlSession, change: LedgerChange): Promise<MemberState | null> {
-    const caller = callerCondition(change);
-    const rows = await s.rows<{
-      balance: number;
-      member_active: unknown;
-      config_active: unknown;
-      membership_type: string;
-      caller_valid: unknown;
-    }>(
-      `SELECT m.quota_balance AS balance, m.is_active AS member_active, c.is_active AS config_active, m.membership_type,
-              ${caller.sql ? `CASE WHEN ${CALLER_HOLDS} THEN 1 ELSE 0 END` : '1'} AS caller_valid
-         FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
-        WHERE m.id = ?`,
-      [...caller.params, change.memberId],
+    const conditions = conditionsOf(change);
+    const checks = conditions.map(
+      (condition, i) => `CASE WHEN ${CONDITION_SQL[condition.name]} THEN 1 ELSE 0 END AS c${i}`,
+    );
+    const rows = await s.rows<Record<string, unknown>>(
+      `SELECT members.quota_balance AS balance, members.membership_type AS membership_type, ${checks.join(', ')}
+         FROM members JOIN member_quota_config c ON c.membership_type = members.membership_type
+        WHERE members.id = ?`,
+      [...paramsOf(conditions), change.memberId],
     );
     if (rows.length === 0) return null;
     const row = rows[0];
+    const failed = conditions.find((_, i) => !readBoolean(row[`c${i}`]));
     return {
       balance: Number(row.balance),
-      memberActive: readBoolean(row.member_active),
-      configActive: readBoolean(row.config_active),
-      membershipType: row.membership_type,
-      callerValid: readBoolean(row.caller_valid),
+      membershipType: String(row.membership_type),
+      failed: failed?.name ?? null,
     };
   }
 
@@ -293,11 +332,8 @@ export class LedgerRepository {
   /** MySQL's conditional update; the OK packet carries the new balance and config id (unpackUpdate). */
   private updateStatement(change: LedgerChange): Statement {
     const { memberId, delta } = change;
-    const caller = callerCondition(change);
-    return {
-      sql: UPDATE_SQL[(change.requireActive ? 1 : 0) + (caller.sql ? 2 : 0)],
-      params: [delta, memberId, delta, ...caller.params, delta],
-    };
+    const conditions = conditionsOf(change);
+    return { sql: mysqlUpdateSql(conditions), params: [delta, memberId, ...paramsOf(conditions), delta] };
   }
 
   /** The history row of the update just before it in the same batch, written only if that update matched. */

@@ -233,23 +233,28 @@ export class LedgerService {
     };
   }
 
-  /** Says why a conditional update matched nothing; returns when no reason holds (any more). */
+  /** Says why a conditional update matched nothing; returns when every condition holds (again). */
   private refuse(state: MemberState | null, change: LedgerChange): void {
-    if (change.callerCheck && !change.callerCheck.confirmed) {
-      // Before anything about the member: a token that no longer holds learns nothing about it.
-      if (state && !state.callerValid) throw INVALID_TOKEN();
-      if (state) change.callerCheck.confirmed = true;
-    }
     if (!state) throw new NotFoundError('Member');
-    if (change.requireActive && !state.memberActive) throw new MemberInactiveError(state.membershipType);
-    if (change.requireActive && !state.configActive) throw new ConfigInactiveError(state.membershipType);
-    const result = state.balance + change.delta;
-    if (result < 0) {
-      if (change.reason === 'consumption')
-        throw new InsufficientQuotaError(state.balance, -change.delta, state.membershipType);
-      throw new NegativeBalanceError(state.balance);
+    // The caller's condition comes first: when another one failed, the caller's held, and it is
+    // settled for this request (a refusal about the member is then the answer, not a 401).
+    if (change.callerCheck && state.failed !== 'callerHolds') change.callerCheck.confirmed = true;
+    switch (state.failed) {
+      case 'callerHolds':
+        throw INVALID_TOKEN();
+      case 'memberActive':
+        throw new MemberInactiveError(state.membershipType);
+      case 'configActive':
+        throw new ConfigInactiveError(state.membershipType);
+      case 'notBelowZero':
+        if (change.reason === 'consumption')
+          throw new InsufficientQuotaError(state.balance, -change.delta, state.membershipType);
+        throw new NegativeBalanceError(state.balance);
+      case 'notAboveMax':
+        throw new BalanceOutOfRangeError(state.balance);
+      case null:
+        return;
     }
-    if (result > MAX_BALANCE) throw new BalanceOutOfRangeError(state.balance);
   }
 
   private async refuseExisting(s: SqlSession, externalIds: readonly string[], locking = false): Promise<void> {

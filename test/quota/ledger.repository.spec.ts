@@ -91,10 +91,8 @@ describe('ledger repository and service', () => {
       ).toBeNull();
       expect(await repository.memberState(s, consumption(member.id, 6))).toEqual({
         balance: 5,
-        memberActive: true,
-        configActive: true,
         membershipType: member.membershipType,
-        callerValid: true,
+        failed: 'notBelowZero',
       });
     });
     expect(await balanceOf(t, member.id)).toBe(5);

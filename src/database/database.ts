@@ -37,7 +37,7 @@ class QueryRunnerSession implements SqlSession {
   constructor(
     private readonly runner: QueryRunner,
     readonly sql: SqlDialect,
-    readonly isMariaDb: boolean,
+    readonly boundsStatementLockWait: boolean,
   ) {}
 
   get manager(): EntityManager {
@@ -77,7 +77,7 @@ class MysqlSession implements SqlSession {
   constructor(
     private readonly connection: MysqlConnection,
     readonly sql: SqlDialect,
-    readonly isMariaDb: boolean,
+    readonly boundsStatementLockWait: boolean,
   ) {}
 
   get manager(): EntityManager {
@@ -160,7 +160,7 @@ export class QuotaDatabase implements OnModuleInit, OnModuleDestroy {
     if (pool) await new Promise<void>((resolve) => pool.end(() => resolve()));
   }
 
-  get isMariaDb(): boolean {
+  get boundsStatementLockWait(): boolean {
     return this.mariaDb;
   }
 

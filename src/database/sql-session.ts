@@ -88,8 +88,11 @@ export function readBoolean(value: unknown): boolean {
 export interface SqlSession {
   /** The SQL fragments that differ between the drivers. */
   readonly sql: SqlDialect;
-  /** MariaDB understands `SET STATEMENT var=... FOR <stmt>`; MySQL 8 does not. */
-  readonly isMariaDb: boolean;
+  /**
+   * Whether one statement's lock wait can be bounded (`SET STATEMENT var=... FOR <stmt>`, MariaDB;
+   * not MySQL 8 or SQLite): a claim of a key held by an uncommitted request then fails at once.
+   */
+  readonly boundsStatementLockWait: boolean;
   /**
    * For collaborators that take an EntityManager (the audit log) inside the same transaction;
    * only sessions opened with `{ entityManager: true }` have one.

@@ -50,7 +50,7 @@ export class IdempotencyRepository {
    * with a lock wait time-out).
    */
   async insertClaim(s: SqlSession, claim: KeyClaim, now: Date): Promise<void> {
-    await s.exec(s.isMariaDb ? CLAIM_NOWAIT_SQL : CLAIM_SQL, [
+    await s.exec(s.boundsStatementLockWait ? CLAIM_NOWAIT_SQL : CLAIM_SQL, [
       claim.keyHash,
       claim.scope,
       claim.requestHash,

@@ -89,15 +89,20 @@ export class IdempotencyService {
     const hash = keyHash(request.scope, request.key);
     const reqHash = requestHash(request);
     // MariaDB's claim does not wait for a concurrent holder of the key (see the class comment).
-    const claim = this.keys.claimAfterChangeStatement(keyClaim(request, hash, reqHash), this.db.isMariaDb);
+    const claim = this.keys.claimAfterChangeStatement(
+      keyClaim(request, hash, reqHash),
+      this.db.boundsStatementLockWait,
+    );
     for (let attempt = 1; ; attempt++) {
       try {
         // MariaDB's claim does not wait (see claim()): its lock wait time-out means "in flight".
-        const entry = await this.ledger.applyAlone(change, claim, { retryLockTimeouts: !this.db.isMariaDb });
+        const entry = await this.ledger.applyAlone(change, claim, {
+          retryLockTimeouts: !this.db.boundsStatementLockWait,
+        });
         return { entry, replayed: false };
       } catch (err) {
         const kind = dbErrorKind(err);
-        if (kind === 'lock_timeout' && this.db.isMariaDb) throw new IdempotencyKeyInUseError();
+        if (kind === 'lock_timeout' && this.db.boundsStatementLockWait) throw new IdempotencyKeyInUseError();
         if (kind !== 'duplicate') {
           if (!(err instanceof AppError)) throw err;
           const replay = await this.replay(request, hash, reqHash);
@@ -173,7 +178,7 @@ export class IdempotencyService {
       const kind = dbErrorKind(err);
       if (kind === 'duplicate') throw new KeyAlreadyClaimed();
       // Only a concurrent, uncommitted claim of the same key makes this insert wait.
-      if (kind === 'lock_timeout' && s.isMariaDb) throw new IdempotencyKeyInUseError();
+      if (kind === 'lock_timeout' && s.boundsStatementLockWait) throw new IdempotencyKeyInUseError();
       throw err;
     }
   }

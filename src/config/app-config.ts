@@ -122,7 +122,12 @@ export class AppConfig {
     readonly failureWindowSeconds: number;
     readonly lockSeconds: number;
   };
-  readonly quota!: { readonly statsTtlSeconds: number; readonly timezone: string };
+  readonly quota!: {
+    readonly statsTtlSeconds: number;
+    readonly timezone: string;
+    /** How often each instance gives back the units of holds past their time. */
+    readonly holdExpiryIntervalMs: number;
+  };
   /** Background operations: chunk size, how often lost jobs are looked for, BullMQ lock, reset tick. */
   readonly jobs!: {
     readonly chunkSize: number;
@@ -551,6 +556,7 @@ export function loadConfig(
     quota: {
       statsTtlSeconds: read.integer('QUOTA_STATS_TTL', 300, 0, 86400),
       timezone,
+      holdExpiryIntervalMs: read.integer('QUOTA_HOLD_EXPIRY_INTERVAL_MS', 1000, 100, 60_000),
     },
     analytics: readAnalytics(read),
     jobs: {

@@ -35,6 +35,8 @@ const REVIEWED: Record<string, string> = {
   "quota/configs.repository.ts :: sets.join(', ')": 'fixed `column = ?` assignments',
   'quota/configs.repository.ts :: where': 'fixed conditions with `?` parameters',
   "quota/history.repository.ts :: conditions.join(' AND ')": 'fixed conditions with `?` parameters',
+  "quota/holds.repository.ts :: where.join(' AND ')": 'fixed conditions with `?` parameters',
+  'quota/holds.repository.ts :: clause': 'fixed conditions with `?` parameters',
   'quota/integrity.ts :: where': 'fixed conditions with `?` parameters',
   'quota/ledger-bulk.repository.ts :: index': "the dialect adapter's index hint",
   'quota/ledger-bulk.repository.ts :: list': 'a `?` list',

@@ -151,6 +151,7 @@ export class OperationRunner implements BeforeApplicationShutdown {
             actor: op.requestedBy,
             note: op.note,
             periodStartedAt: op.periodStartedAt,
+            keepsHeld: op.mode === 'set' && (op.reason === 'periodic_reset' || op.reason === 'config_change'),
           });
           if (result.processed === 0) return result;
           const advanced = await this.operations.advanceCursor(s, op.id, op.lastMemberId, result, new Date());

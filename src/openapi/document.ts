@@ -23,6 +23,7 @@ import { errorStatus, type ErrorCode } from '../common/error-codes';
 import { API_PROBLEMS_KEY, PROBLEM_CONTENT_TYPE, PROBLEM_MODELS, PROBLEM_SCHEMAS } from './problems';
 import { RESPONSE_MODELS } from './schemas';
 import { AUTH_RESPONSE_MODELS } from '../auth/auth.schemas';
+import { HOLD_RESPONSE_MODELS } from '../quota/holds.schemas';
 import { QUOTA_RESPONSE_MODELS } from '../quota/quota.schemas';
 
 export const API_TITLE = 'Quota service API';
@@ -208,6 +209,7 @@ const TAGS: Record<string, string> = {
   members: 'Admin and operator: members and their membership types.',
   ledger: 'Admin and operator: manual adjustments, the quota history and the integrity check.',
   consumption: 'Services and members: balances, consume and refund.',
+  holds: 'Reserve units now, commit or release them later; unsettled holds give their units back at expires_at.',
   operations: 'Admin and operator: bulk adjustments and other background operations, their progress and cancellation.',
   analytics: 'Admin and operator: quota stats per membership type and detected usage anomalies.',
   health: 'Probes for Kubernetes and the seed monitors; no auth, not rate limited.',
@@ -423,7 +425,13 @@ export function buildOpenApiDocument(app: INestApplication, options: OpenApiOpti
 
   const document = SwaggerModule.createDocument(app, config, {
     operationIdFactory: operationId,
-    extraModels: [...PROBLEM_MODELS, ...AUTH_RESPONSE_MODELS, ...QUOTA_RESPONSE_MODELS, ...RESPONSE_MODELS],
+    extraModels: [
+      ...PROBLEM_MODELS,
+      ...AUTH_RESPONSE_MODELS,
+      ...QUOTA_RESPONSE_MODELS,
+      ...HOLD_RESPONSE_MODELS,
+      ...RESPONSE_MODELS,
+    ],
   });
   const access = collectHandlerAccess(app);
   const tags = new Set<string>();

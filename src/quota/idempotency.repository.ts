@@ -106,8 +106,9 @@ export class IdempotencyRepository {
       reason: string;
       idempotency_key: string;
       config_id: unknown;
+      hold_id: string | number | null;
     }>(
-      `SELECT h.id, h.member_id, h.delta, h.balance_after, h.reason, h.idempotency_key, c.id AS config_id
+      `SELECT h.id, h.member_id, h.delta, h.balance_after, h.reason, h.idempotency_key, c.id AS config_id, h.hold_id
          FROM member_quota_history h
          JOIN members m ON m.id = h.member_id
          JOIN member_quota_config c ON c.membership_type = m.membership_type
@@ -124,6 +125,7 @@ export class IdempotencyRepository {
         balanceAfter: Number(row.balance_after),
         reason: row.reason as LedgerEntry['reason'],
         configId: String(row.config_id),
+        ...(row.hold_id === null ? {} : { holdId: String(row.hold_id) }),
       },
     }));
   }

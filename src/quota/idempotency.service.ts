@@ -16,7 +16,7 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const PURGE_BATCH = 1000;
 const MAX_CLAIM_ATTEMPTS = 3;
 
-export type IdempotentOperation = 'consume' | 'refund' | 'adjust';
+export type IdempotentOperation = 'consume' | 'refund' | 'adjust' | 'hold' | 'hold_commit' | 'hold_release';
 
 export interface IdempotentRequest {
   /** The caller (user id): keys are scoped per caller. */
@@ -55,7 +55,7 @@ export function requestHash(request: Omit<IdempotentRequest, 'scope' | 'key'>): 
 }
 
 /**
- * Idempotency-Key handling for consume, refund and adjust. The key is claimed by inserting its row
+ * Idempotency-Key handling for consume, refund, adjust and holds (made, committed, released). The key is claimed by inserting its row
  * in the same transaction as the balance change, so it exists exactly when the change committed
  * (a refused or failed request leaves no key behind and may be retried with it). A replay is
  * rebuilt from the history row the first request wrote, which is what the first answer said.
@@ -121,23 +121,38 @@ export class IdempotencyService {
     work: (s: SqlSession) => Promise<LedgerEntry>,
     options: TransactionOptions = {},
   ): Promise<IdempotentOutcome> {
-    if (!request) return { entry: await this.db.transaction(work, options), replayed: false };
+    const { value, replayed } = await this.runKeyed(request, work, (rows) => Promise.resolve(rows[0]), options);
+    return { entry: value, replayed };
+  }
+
+  /**
+   * `work` in a transaction that claims the key first. When the key was claimed by an earlier
+   * request with the same body, nothing runs and `rebuild` makes the first answer from the
+   * history rows that request wrote under the key (newest first, at least one).
+   */
+  async runKeyed<T>(
+    request: IdempotentRequest | null,
+    work: (s: SqlSession) => Promise<T>,
+    rebuild: (rows: readonly LedgerEntry[]) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<{ value: T; replayed: boolean }> {
+    if (!request) return { value: await this.db.transaction(work, options), replayed: false };
     const claim = {
       keyHash: keyHash(request.scope, request.key),
       requestHash: requestHash(request),
     };
     for (let attempt = 1; ; attempt++) {
       try {
-        const entry = await this.db.transaction(async (s) => {
+        const value = await this.db.transaction(async (s) => {
           await this.claim(s, request, claim.keyHash, claim.requestHash);
           return work(s);
         }, options);
-        return { entry, replayed: false };
+        return { value, replayed: false };
       } catch (err) {
         if (!(err instanceof KeyAlreadyClaimed)) throw err;
       }
-      const replay = await this.replay(request, claim.keyHash, claim.requestHash);
-      if (replay) return { entry: replay, replayed: true };
+      const rows = await this.replayRows(request, claim.keyHash, claim.requestHash);
+      if (rows) return { value: await rebuild(rows), replayed: true };
       if (attempt >= MAX_CLAIM_ATTEMPTS) throw new IdempotencyKeyInUseError();
     }
   }
@@ -185,6 +200,12 @@ export class IdempotencyService {
 
   /** The first answer for a committed key; null when the key has expired (it is then removed). */
   private async replay(request: IdempotentRequest, hash: string, reqHash: string): Promise<LedgerEntry | null> {
+    const rows = await this.replayRows(request, hash, reqHash);
+    return rows ? rows[0] : null;
+  }
+
+  /** The history rows a committed key's request wrote, newest first; null when the key has expired (it is then removed). */
+  private async replayRows(request: IdempotentRequest, hash: string, reqHash: string): Promise<LedgerEntry[] | null> {
     const now = new Date();
     const stored = await this.db.read((s) => this.keys.findKey(s, hash));
     if (!stored) return null;
@@ -198,9 +219,9 @@ export class IdempotencyService {
     );
     // Keys are exact bytes (the claim is their SHA-256); MySQL's default collation would also
     // match "Key-1" to "key-1" here, so the stored key is compared once more, exactly.
-    const row = rows.find((r) => r.idempotencyKey === request.key);
-    if (!row) throw new Error('an idempotency key has no history row');
-    return row.entry;
+    const matching = rows.filter((r) => r.idempotencyKey === request.key).map((r) => r.entry);
+    if (matching.length === 0) throw new Error('an idempotency key has no history row');
+    return matching;
   }
 }
 

@@ -9,6 +9,8 @@ const STATEMENT_ROWS = 1000;
 export interface LockedMember {
   readonly id: string;
   readonly balance: number;
+  /** Units the member's open holds keep (members.quota_held). */
+  readonly held: number;
 }
 
 /**
@@ -33,13 +35,13 @@ export class LedgerBulkRepository {
    */
   async lockChunkMembers(s: SqlSession, chunk: BulkChunk): Promise<LockedMember[]> {
     const lock = s.sql.forUpdate;
-    let rows: { id: unknown; quota_balance: unknown }[];
+    let rows: { id: unknown; quota_balance: unknown; quota_held: unknown }[];
     if (chunk.selection.kind === 'membership_type') {
       // MariaDB otherwise reads the type's index from its first entry up to the cursor (a `ref`
       // lookup on membership_type alone), which makes every chunk slower than the one before.
       const index = s.sql.forceIndex('idx_members_membership_type');
       rows = await s.rows(
-        `SELECT id, quota_balance FROM members${index} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT ?${lock}`,
+        `SELECT id, quota_balance, quota_held FROM members${index} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT ?${lock}`,
         [chunk.selection.membershipType, chunk.afterId, chunk.limit],
       );
     } else {
@@ -53,14 +55,14 @@ export class LedgerBulkRepository {
       for (let start = 0; start < ids.length; start += STATEMENT_ROWS) {
         const part = ids.slice(start, start + STATEMENT_ROWS);
         rows.push(
-          ...(await s.rows<{ id: unknown; quota_balance: unknown }>(
-            `SELECT id, quota_balance FROM members WHERE id IN (${part.map(() => '?').join(', ')}) ORDER BY id${lock}`,
+          ...(await s.rows<{ id: unknown; quota_balance: unknown; quota_held: unknown }>(
+            `SELECT id, quota_balance, quota_held FROM members WHERE id IN (${part.map(() => '?').join(', ')}) ORDER BY id${lock}`,
             part,
           )),
         );
       }
     }
-    return rows.map((r) => ({ id: String(r.id), balance: Number(r.quota_balance) }));
+    return rows.map((r) => ({ id: String(r.id), balance: Number(r.quota_balance), held: Number(r.quota_held) }));
   }
 
   /**
@@ -80,14 +82,22 @@ export class LedgerBulkRepository {
    * Writes the chunk's change for these locked members, 1,000 at a time: one statement their
    * history rows, one their balances, both by primary key. The new balance is computed by the
    * database from the locked row: `quota_balance + value` floored at 0 and capped at 2^31-1 for
-   * `delta`, `value` itself for `set` (which the caller passes within range).
+   * `delta`, `value` itself for `set` (which the caller passes within range), and for a set that
+   * keeps held units out (a reset) `value - quota_held` floored at 0.
    */
   async writeChunk(s: SqlSession, chunk: BulkChunk, memberIds: readonly string[]): Promise<void> {
     const target =
       chunk.mode === 'delta'
         ? `CASE WHEN quota_balance + ? < 0 THEN 0 WHEN quota_balance + ? > ${MAX_BALANCE} THEN ${MAX_BALANCE} ELSE quota_balance + ? END`
-        : '?';
-    const targetParams = chunk.mode === 'delta' ? [chunk.value, chunk.value, chunk.value] : [chunk.value];
+        : chunk.keepsHeld
+          ? 'CASE WHEN ? - quota_held < 0 THEN 0 ELSE ? - quota_held END'
+          : '?';
+    const targetParams =
+      chunk.mode === 'delta'
+        ? [chunk.value, chunk.value, chunk.value]
+        : chunk.keepsHeld
+          ? [chunk.value, chunk.value]
+          : [chunk.value];
     const now = sqlTimestamp(new Date());
     const sets = [`quota_balance = ${target}`, 'updated_at = ?'];
     const setParams: unknown[] = [...targetParams, now];

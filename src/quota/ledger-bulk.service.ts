@@ -26,6 +26,12 @@ export interface BulkChunk {
   readonly note: string | null;
   /** Periodic resets start the members' new period. */
   readonly periodStartedAt?: Date | null;
+  /**
+   * A `set` that leaves the units of open holds out of the new balance (`value - quota_held`,
+   * floored at 0): periodic resets and a config change applied as `reset`, so a member can spend
+   * `max_quota` in all, held units included. An explicit new_quota sets the balance as asked.
+   */
+  readonly keepsHeld?: boolean;
 }
 
 export interface BulkChunkResult {
@@ -71,7 +77,8 @@ export class LedgerBulkService {
     const changes = locked
       .filter((m) => !skip.has(m.id))
       .map((m) => {
-        const after = clampBalance(chunk.mode === 'delta' ? m.balance + chunk.value : chunk.value);
+        const target = chunk.mode === 'delta' ? m.balance + chunk.value : chunk.value - (chunk.keepsHeld ? m.held : 0);
+        const after = clampBalance(target);
         return { id: m.id, delta: after - m.balance, after };
       });
 

@@ -95,12 +95,12 @@ function paramsOf(conditions: readonly AppliedCondition[]): unknown[] {
  * the driver scans the text for placeholders on every call.
  */
 const mysqlUpdates = new Map<string, string>();
-function mysqlUpdateSql(conditions: readonly AppliedCondition[]): string {
-  const key = conditions.map((condition) => condition.name).join(',');
+function mysqlUpdateSql(conditions: readonly AppliedCondition[], movesHeld: boolean): string {
+  const key = `${conditions.map((condition) => condition.name).join(',')}${movesHeld ? '+held' : ''}`;
   let sql = mysqlUpdates.get(key);
   if (sql === undefined) {
     sql = compactSql(`UPDATE members JOIN member_quota_config c ON c.membership_type = members.membership_type
-                         SET members.quota_balance = members.quota_balance + ?
+                         SET members.quota_balance = members.quota_balance + ?${movesHeld ? HELD_SET : ''}
                        WHERE members.id = ? AND ${whereOf(conditions)}
                          AND LAST_INSERT_ID((members.quota_balance + ?) * 4294967296 + c.id) > 0`);
     mysqlUpdates.set(key, sql);
@@ -111,6 +111,9 @@ function mysqlUpdateSql(conditions: readonly AppliedCondition[]): string {
 const HISTORY_AFTER_UPDATE_SQL =
   compactSql(`INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
               SELECT m.id, ?, m.quota_balance, ?, ?, ?, ?, ? FROM members m WHERE m.id = ? AND ROW_COUNT() = 1`);
+
+/** A hold's change also moves the units its member's open holds keep (`members.quota_held`). */
+const HELD_SET = ', quota_held = quota_held + ?';
 
 /** Rows per multi-row statement (an IN list or a VALUES list): well inside every driver's limits. */
 const INSERT_CHUNK = 500;
@@ -137,14 +140,15 @@ export class LedgerRepository {
       return unpackUpdate(await s.exec(update.sql, update.params));
     }
     const conditions = conditionsOf(change);
+    const held = heldParams(change);
     // RETURNING may not read the FROM table, hence the config id's own subquery.
     const rows = await s.rows<{ balance: number; config_id: unknown }>(
-      `UPDATE members SET quota_balance = members.quota_balance + ?
+      `UPDATE members SET quota_balance = members.quota_balance + ?${held.length > 0 ? HELD_SET : ''}
          FROM member_quota_config c
         WHERE c.membership_type = members.membership_type AND members.id = ? AND ${whereOf(conditions)}
         RETURNING quota_balance AS balance,
           (SELECT k.id FROM member_quota_config k WHERE k.membership_type = members.membership_type) AS config_id`,
-      [delta, memberId, ...paramsOf(conditions)],
+      [delta, ...held, memberId, ...paramsOf(conditions)],
     );
     if (rows.length === 0) return null;
     return { balance: Number(rows[0].balance), configId: String(rows[0].config_id) };
@@ -184,17 +188,23 @@ export class LedgerRepository {
       change.idempotencyKey ?? null,
       change.note ?? null,
     ];
-    const result = types
+    const result = change.holdId
       ? await s.exec(
-          `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note, from_membership_type, to_membership_type)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          [...params, types.from, types.to],
+          `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note, hold_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [...params, change.holdId],
         )
-      : await s.exec(
-          `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
+      : types
+        ? await s.exec(
+            `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note, from_membership_type, to_membership_type)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            [...params, types.from, types.to],
+          )
+        : await s.exec(
+            `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          params,
-        );
+            params,
+          );
     if (result.insertId === null) throw new Error('history insert returned no id');
     return result.insertId;
   }
@@ -334,7 +344,11 @@ export class LedgerRepository {
   private updateStatement(change: LedgerChange): Statement {
     const { memberId, delta } = change;
     const conditions = conditionsOf(change);
-    return { sql: mysqlUpdateSql(conditions), params: [delta, memberId, ...paramsOf(conditions), delta] };
+    const held = heldParams(change);
+    return {
+      sql: mysqlUpdateSql(conditions, held.length > 0),
+      params: [delta, ...held, memberId, ...paramsOf(conditions), delta],
+    };
   }
 
   /** The history row of the update just before it in the same batch, written only if that update matched. */
@@ -352,6 +366,11 @@ export class LedgerRepository {
       ],
     };
   }
+}
+
+/** The parameter of HELD_SET when the change moves held units; none otherwise. */
+function heldParams(change: LedgerChange): number[] {
+  return change.heldDelta ? [change.heldDelta] : [];
 }
 
 /** The balance and config id that the update packed into LAST_INSERT_ID; null when it matched no row. */

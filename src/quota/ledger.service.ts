@@ -33,6 +33,10 @@ export interface LedgerChange {
   readonly requireActive?: boolean;
   /** The caller's token, checked by the update itself (see PendingCallerCheck). */
   readonly callerCheck?: PendingCallerCheck;
+  /** A hold's change: how `members.quota_held` moves with the balance (+amount when made, -amount when settled). */
+  readonly heldDelta?: number;
+  /** The hold the history row belongs to. */
+  readonly holdId?: string;
 }
 
 export interface LedgerEntry {
@@ -42,6 +46,8 @@ export interface LedgerEntry {
   readonly balanceAfter: number;
   readonly reason: HistoryReason;
   readonly configId: string;
+  /** The hold the row belongs to, for a hold's rows. */
+  readonly holdId?: string;
 }
 
 export interface NewAccount {
@@ -68,12 +74,18 @@ export class LedgerService {
     private readonly metrics: QuotaMetrics,
   ) {}
 
-  async apply(s: SqlSession, change: LedgerChange): Promise<LedgerEntry> {
+  /**
+   * `linkHold`, for a new hold: runs once the balance update matched and before the history row,
+   * and returns the id of the hold row it inserted (so the row exists only with the change, and
+   * the history row names it).
+   */
+  async apply(s: SqlSession, change: LedgerChange, linkHold?: () => Promise<string>): Promise<LedgerEntry> {
     for (let check = 0; ; check++) {
       const updated = await this.ledger.applyDelta(s, change);
       if (updated) {
-        const historyId = await this.ledger.insertHistory(s, change, updated.balance);
-        return this.applied(change, updated, historyId);
+        const linked = linkHold ? { ...change, holdId: await linkHold() } : change;
+        const historyId = await this.ledger.insertHistory(s, linked, updated.balance);
+        return this.applied(linked, updated, historyId);
       }
       const state = await this.ledger.memberState(s, change);
       this.refuse(state, change);
@@ -126,6 +138,7 @@ export class LedgerService {
       balanceAfter: updated.balance,
       reason: change.reason,
       configId: updated.configId,
+      holdId: change.holdId,
     };
   }
 
@@ -247,7 +260,7 @@ export class LedgerService {
       case 'configActive':
         throw new ConfigInactiveError(state.membershipType);
       case 'notBelowZero':
-        if (change.reason === 'consumption')
+        if (change.reason === 'consumption' || change.reason === 'hold')
           throw new InsufficientQuotaError(state.balance, -change.delta, state.membershipType);
         throw new NegativeBalanceError(state.balance);
       case 'notAboveMax':

@@ -20,3 +20,4 @@ function idPipe(what: string) {
 
 export const MemberIdPipe = idPipe('Member');
 export const ConfigIdPipe = idPipe('Quota config');
+export const HoldIdPipe = idPipe('Hold');

@@ -92,3 +92,15 @@ export class UnknownMembershipTypeError extends ValidationFailedError {
     super([{ field, message: `no quota config exists for membership type "${membershipType}"` }]);
   }
 }
+
+export class HoldSettledError extends AppError {
+  constructor(status: string) {
+    super('hold_settled', `The hold is already ${status}.`, { extensions: { hold_status: status } });
+  }
+}
+
+export class HoldExpiredError extends AppError {
+  constructor() {
+    super('hold_expired', 'The hold expired before it was settled; its units were given back to the member.');
+  }
+}

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { MetricsRegistry } from '../metrics/metrics.module';
 
 export type ConsumptionResult =
@@ -17,6 +17,10 @@ export class QuotaMetrics {
   readonly consumptions: Counter<'membership_type' | 'result'>;
   readonly ledgerChanges: Counter<'reason'>;
   readonly idempotencyKeysPurged: Counter;
+  readonly holdsCreated: Counter;
+  readonly holdsSettled: Counter<'outcome'>;
+  readonly holdsOpen: Gauge;
+  readonly unitsHeld: Gauge;
 
   constructor(registry: MetricsRegistry) {
     this.consumptions = new Counter({
@@ -34,6 +38,28 @@ export class QuotaMetrics {
     this.idempotencyKeysPurged = new Counter({
       name: 'quota_idempotency_keys_purged_total',
       help: 'Expired idempotency keys deleted.',
+      registers: [registry],
+    });
+    this.holdsCreated = new Counter({
+      name: 'quota_holds_created_total',
+      help: 'Holds made (units reserved for a caller).',
+      registers: [registry],
+    });
+    this.holdsSettled = new Counter({
+      name: 'quota_holds_settled_total',
+      help: 'Holds settled, by outcome: committed, released, or expired (given back by the expiry sweep).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    // Both gauges read the database (every instance reports the same, deployment-wide figure: use max, not sum).
+    this.holdsOpen = new Gauge({
+      name: 'quota_holds_open',
+      help: 'Holds not yet settled, over every member (refreshed by each expiry sweep).',
+      registers: [registry],
+    });
+    this.unitsHeld = new Gauge({
+      name: 'quota_units_held',
+      help: 'Units kept out of balances by open holds, over every member (refreshed by each expiry sweep).',
       registers: [registry],
     });
   }

@@ -8,6 +8,10 @@ import { ConfigsRepository } from './configs.repository';
 import { ConfigsService } from './configs.service';
 import { ConsumptionController } from './consumption.controller';
 import { HistoryRepository } from './history.repository';
+import { HoldExpiryService } from './hold-expiry.service';
+import { HoldsController } from './holds.controller';
+import { HoldsRepository } from './holds.repository';
+import { HoldsService } from './holds.service';
 import { HistoryService } from './history.service';
 import { IdempotencyRepository } from './idempotency.repository';
 import { IdempotencyService } from './idempotency.service';
@@ -26,7 +30,7 @@ import { QuotaService } from './quota.service';
   imports: [DatabaseModule, AuditModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
-  controllers: [ConsumptionController, ConfigsController, MembersController, AdminQuotaController],
+  controllers: [ConsumptionController, HoldsController, ConfigsController, MembersController, AdminQuotaController],
   providers: [
     QuotaMetrics,
     ConfigsRepository,
@@ -45,6 +49,9 @@ import { QuotaService } from './quota.service';
     QuotaService,
     HistoryRepository,
     HistoryService,
+    HoldsRepository,
+    HoldsService,
+    HoldExpiryService,
   ],
   exports: [
     LedgerService,

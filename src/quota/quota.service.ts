@@ -211,6 +211,23 @@ export class QuotaService {
     return { entry, replayed, config, headers: this.headers(entry.balanceAfter, config) };
   }
 
+  /** The X-Quota-* headers for a balance left under the member's config (by id). */
+  async headersFor(remaining: number, configId: string): Promise<QuotaHeaders> {
+    return this.headers(remaining, await this.configs.byIdOrNull(configId));
+  }
+
+  /** A refusal of insufficient quota with the X-Quota-* headers of the balance it names; other errors as they are. */
+  async withQuotaHeaders(err: unknown): Promise<unknown> {
+    if (!(err instanceof InsufficientQuotaError) || err.options.headers) return err;
+    const config = await this.configs.byTypeOrNull(err.membershipType).catch(() => null);
+    return new InsufficientQuotaError(
+      err.balance,
+      err.requested,
+      err.membershipType,
+      this.headers(err.balance, config),
+    );
+  }
+
   private headers(remaining: number, config: Pick<QuotaConfigView, 'maxQuota' | 'resetPeriod'> | null): QuotaHeaders {
     const reset = config ? nextResetAt(config.resetPeriod, new Date(), this.config.quota.timezone) : null;
     return {
@@ -237,16 +254,7 @@ export class QuotaService {
       idempotency_key_mismatch: 'idempotency_conflict',
     };
     this.countConsumption(membershipType, results[err.code] ?? 'error');
-    if (err instanceof InsufficientQuotaError && !err.options.headers) {
-      const config = await this.configs.byTypeOrNull(err.membershipType).catch(() => null);
-      return new InsufficientQuotaError(
-        err.balance,
-        err.requested,
-        err.membershipType,
-        this.headers(err.balance, config),
-      );
-    }
-    return err;
+    return this.withQuotaHeaders(err);
   }
 
   private countConsumption(membershipType: string | undefined, result: ConsumptionResult): void {

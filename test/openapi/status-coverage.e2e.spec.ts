@@ -138,6 +138,9 @@ describe('every documented operation answers the shared refusals as documented',
     refund: { amount: 1 },
     adjust: { delta: 1 },
     'bulk-adjust': { member_ids: [UNKNOWN_ID], delta: 1 },
+    holds: { amount: 1 },
+    commit: {},
+    release: {},
   };
   const idempotent = OPERATIONS.filter((op) => op.takesIdempotencyKey);
   it.each(idempotent.map((op) => [name(op), op] as const))(

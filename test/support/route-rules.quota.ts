@@ -26,4 +26,13 @@ export const QUOTA_ROUTE_RULES: readonly RouteRule[] = [
   { method: 'POST', path: '/api/v1/quota/members/:id/refund', allowed: ['admin', 'service'] },
   { method: 'GET', path: '/api/v1/quota/me', allowed: ['member'] },
   { method: 'POST', path: '/api/v1/quota/me/consume', allowed: ['member'] },
+
+  // Holds: settling is for the hold's maker and admins; any other caller is told 404 (not 403).
+  { method: 'POST', path: '/api/v1/quota/members/:id/holds', allowed: ['admin', 'service'] },
+  { method: 'POST', path: '/api/v1/quota/me/holds', allowed: ['member'] },
+  { method: 'GET', path: '/api/v1/quota/me/holds', allowed: ['member'] },
+  { method: 'GET', path: '/api/v1/quota/holds/:hold_id', allowed: ['admin', 'operator', 'service', 'member'] },
+  { method: 'POST', path: '/api/v1/quota/holds/:hold_id/commit', allowed: ['admin', 'operator', 'service', 'member'] },
+  { method: 'POST', path: '/api/v1/quota/holds/:hold_id/release', allowed: ['admin', 'operator', 'service', 'member'] },
+  { method: 'GET', path: '/api/v1/admin/quota/holds', allowed: READERS },
 ];

@@ -1,0 +1,70 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import type { Logger } from 'pino';
+import { ROOT_LOGGER } from '../common/logger.token';
+import { scheduleEvery, stopScheduled } from '../common/periodic';
+import { AppConfig } from '../config/app-config';
+import { QuotaDatabase } from '../database/database';
+import { HoldsRepository } from './holds.repository';
+import { HoldsService } from './holds.service';
+import { QuotaMetrics } from './quota.metrics';
+
+export const HOLD_EXPIRY_INTERVAL = 'hold-expiry';
+/** Holds expired per read of the due list; a sweep reads again until none is due. */
+const SWEEP_BATCH = 200;
+
+/**
+ * Gives back the units of holds past their time, every QUOTA_HOLD_EXPIRY_INTERVAL_MS (1 s by
+ * default) on every instance, and at start-up (so holds that lapsed while no instance ran come
+ * back at once). Instances need no coordination: each hold's expiry is a conditional update that
+ * only one transaction can match (HoldsService.expire), and a hold that another instance expired
+ * meanwhile is skipped. The sweep also refreshes the open-holds gauges.
+ */
+@Injectable()
+export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationShutdown {
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly holds: HoldsRepository,
+    private readonly service: HoldsService,
+    private readonly metrics: QuotaMetrics,
+    private readonly config: AppConfig,
+    private readonly scheduler: SchedulerRegistry,
+    @Inject(ROOT_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    scheduleEvery(this.scheduler, HOLD_EXPIRY_INTERVAL, this.config.quota.holdExpiryIntervalMs, () =>
+      this.sweepQuietly(),
+    );
+    void this.sweepQuietly();
+  }
+
+  onApplicationShutdown(): void {
+    stopScheduled(this.scheduler, HOLD_EXPIRY_INTERVAL);
+  }
+
+  /** Expires every hold due by `now`; returns how many this call expired. */
+  async sweep(now = new Date()): Promise<number> {
+    let expired = 0;
+    for (;;) {
+      const due = await this.db.read((s) => this.holds.due(s, now, SWEEP_BATCH));
+      for (const hold of due) {
+        if (await this.service.expire(hold, now)) expired++;
+      }
+      if (due.length < SWEEP_BATCH) break;
+    }
+    const open = await this.db.read((s) => this.holds.openTotals(s));
+    this.metrics.holdsOpen.set(open.count);
+    this.metrics.unitsHeld.set(open.units);
+    return expired;
+  }
+
+  private async sweepQuietly(): Promise<void> {
+    try {
+      const expired = await this.sweep();
+      if (expired > 0) this.logger.info({ expired }, 'expired holds given back');
+    } catch (err) {
+      this.logger.warn({ err }, 'the hold expiry sweep failed; the next run retries');
+    }
+  }
+}

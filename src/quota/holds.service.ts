@@ -1,0 +1,326 @@
+import { Injectable } from '@nestjs/common';
+import type { Principal } from '../auth/principal';
+import { NotFoundError, ValidationFailedError } from '../common/app-error';
+import { QuotaDatabase } from '../database/database';
+import type { SqlSession } from '../database/sql-session';
+import type { HoldStatus } from './entities/quota-hold.entity';
+import { IdempotencyService, type IdempotentOperation, type IdempotentRequest } from './idempotency.service';
+import { HoldsRepository, type HoldRow, type HoldsFilter, type Settlement } from './holds.repository';
+import { LedgerService, type LedgerEntry } from './ledger.service';
+import { QuotaMetrics } from './quota.metrics';
+import { HoldExpiredError, HoldSettledError } from './quota.errors';
+import { QuotaService, type QuotaHeaders } from './quota.service';
+
+export const HOLD_TTL_DEFAULT_SECONDS = 300;
+export const HOLD_TTL_MAX_SECONDS = 86_400;
+
+/** A hold as a client sees it: `status` is `expired` as soon as an open hold's time has passed. */
+export interface HoldView {
+  readonly holdId: string;
+  readonly memberId: string;
+  readonly amount: number;
+  readonly status: HoldStatus;
+  readonly committedAmount: number | null;
+  readonly releasedAmount: number | null;
+  readonly note: string | null;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+  readonly settledAt: Date | null;
+}
+
+/** The answer to making, committing or releasing a hold: the hold and what the member can still spend. */
+export interface HoldChange {
+  readonly hold: HoldView;
+  readonly balance: number;
+  readonly replayed: boolean;
+  readonly headers: QuotaHeaders;
+}
+
+export interface NewHoldRequest {
+  readonly amount: number;
+  readonly ttlSeconds?: number;
+  readonly note?: string;
+}
+
+export interface HoldsPage {
+  readonly holds: HoldView[];
+  readonly nextCursor: string | null;
+}
+
+export function holdView(row: HoldRow, now = new Date()): HoldView {
+  const lapsed = row.status === 'held' && row.expiresAt.getTime() <= now.getTime();
+  return {
+    holdId: row.id,
+    memberId: row.memberId,
+    amount: row.amount,
+    status: lapsed ? 'expired' : row.status,
+    committedAmount: lapsed ? 0 : row.committedAmount,
+    releasedAmount: lapsed ? row.amount : row.releasedAmount,
+    note: row.note,
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    settledAt: row.settledAt,
+  };
+}
+
+function encodeCursor(id: string): string {
+  return Buffer.from(`q:${id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const match = /^q:([1-9]\d{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (!match) throw new ValidationFailedError([{ field: 'cursor', message: 'cursor is not a valid next_cursor' }]);
+  return match[1];
+}
+
+/**
+ * Holds: units reserved now, settled later. Making one takes the units from the balance at once
+ * (a `hold` ledger row, with `members.quota_held` counting them), so no consume or other hold can
+ * spend them. Settling gives all of them back (a `hold_release` row) and, for a commit, consumes
+ * the committed part (a `consumption` row): stats and anomaly detection see committed units as
+ * consumption and nothing else. Each settlement is one transaction whose first statement moves
+ * the hold out of `held` only if it is still there (HoldsRepository), so commit, release and the
+ * expiry sweep can race and exactly one writes.
+ */
+@Injectable()
+export class HoldsService {
+  constructor(
+    private readonly db: QuotaDatabase,
+    private readonly holds: HoldsRepository,
+    private readonly ledger: LedgerService,
+    private readonly idempotency: IdempotencyService,
+    private readonly quota: QuotaService,
+    private readonly metrics: QuotaMetrics,
+  ) {}
+
+  async create(caller: Principal, memberId: string, request: NewHoldRequest, key?: string): Promise<HoldChange> {
+    this.quota.assertReachable(caller, memberId);
+    const ttlSeconds = request.ttlSeconds ?? HOLD_TTL_DEFAULT_SECONDS;
+    const body = { amount: request.amount, ttl_seconds: request.ttlSeconds, note: request.note };
+    try {
+      const { value, replayed } = await this.idempotency.runKeyed(
+        this.keyed(caller, key, 'hold', memberId, body),
+        async (s) => {
+          const createdAt = new Date();
+          const expiresAt = new Date(createdAt.getTime() + ttlSeconds * 1000);
+          let hold: HoldRow | undefined;
+          const entry = await this.ledger.apply(
+            s,
+            {
+              memberId,
+              delta: -request.amount,
+              heldDelta: request.amount,
+              reason: 'hold',
+              actor: caller.userId,
+              note: request.note,
+              idempotencyKey: key,
+              requireActive: true,
+            },
+            async () => {
+              const fields = { memberId, amount: request.amount, note: request.note ?? null, createdBy: caller.userId };
+              const id = await this.holds.insert(s, { ...fields, createdAt, expiresAt });
+              hold = {
+                ...fields,
+                id,
+                status: 'held',
+                committedAmount: null,
+                releasedAmount: null,
+                createdAt,
+                expiresAt,
+                settledAt: null,
+              };
+              return id;
+            },
+          );
+          return { entry, hold: hold! };
+        },
+        // The first answer: the hold as it was made, and the balance its `hold` row left.
+        async (rows) => {
+          const made = rows.find((row) => row.reason === 'hold') ?? rows[0];
+          const stored = await this.load(made.holdId);
+          const hold: HoldRow = {
+            ...stored,
+            status: 'held',
+            committedAmount: null,
+            releasedAmount: null,
+            settledAt: null,
+          };
+          return { entry: made, hold };
+        },
+      );
+      if (!replayed) this.metrics.holdsCreated.inc();
+      return {
+        hold: holdView(value.hold, value.hold.createdAt),
+        balance: value.entry.balanceAfter,
+        replayed,
+        headers: await this.quota.headersFor(value.entry.balanceAfter, value.entry.configId),
+      };
+    } catch (err) {
+      throw await this.quota.withQuotaHeaders(err);
+    }
+  }
+
+  async get(caller: Principal, holdId: string): Promise<HoldView> {
+    return holdView(await this.visible(caller, holdId, false));
+  }
+
+  /** Commits `amount` (the whole hold when absent) and gives the rest back. */
+  async commit(caller: Principal, holdId: string, amount: number | undefined, key?: string): Promise<HoldChange> {
+    const hold = await this.visible(caller, holdId, true);
+    const committed = amount ?? hold.amount;
+    if (committed > hold.amount) {
+      throw new ValidationFailedError([
+        { field: 'amount', message: `amount must not be more than the hold's ${hold.amount}` },
+      ]);
+    }
+    return this.settle(caller, hold, 'hold_commit', { hold_id: holdId, amount }, key, {
+      status: 'committed',
+      committedAmount: committed,
+      releasedAmount: hold.amount - committed,
+    });
+  }
+
+  /** Gives every unit of the hold back. */
+  async release(caller: Principal, holdId: string, key?: string): Promise<HoldChange> {
+    const hold = await this.visible(caller, holdId, true);
+    return this.settle(caller, hold, 'hold_release', { hold_id: holdId }, key, {
+      status: 'released',
+      committedAmount: 0,
+      releasedAmount: hold.amount,
+    });
+  }
+
+  async list(filter: HoldsFilter & { cursor?: string }, limit: number): Promise<HoldsPage> {
+    const now = new Date();
+    const query: HoldsFilter = {
+      memberId: filter.memberId,
+      status: filter.status,
+      beforeId: filter.cursor === undefined ? undefined : decodeCursor(filter.cursor),
+    };
+    // One row more than asked says whether another page follows.
+    const rows = await this.db.read((s) => this.holds.newestFirst(s, query, now, limit + 1));
+    const page = rows.slice(0, limit);
+    return {
+      holds: page.map((row) => holdView(row, now)),
+      nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1].id) : null,
+    };
+  }
+
+  /**
+   * Gives back the units of one open hold past its time, exactly once (false when it was settled
+   * or expired by someone else first). Used by the expiry sweep, and at once when a settlement
+   * finds the hold lapsed.
+   */
+  async expire(hold: { id: string; memberId: string; amount: number }, now = new Date()): Promise<boolean> {
+    const expired = await this.db.transaction(async (s) => {
+      if (!(await this.holds.expire(s, hold.id, now))) return false;
+      await this.giveBack(s, hold, 'system', null);
+      return true;
+    });
+    if (expired) this.metrics.holdsSettled.inc({ outcome: 'expired' });
+    return expired;
+  }
+
+  private async settle(
+    caller: Principal,
+    hold: HoldRow,
+    operation: IdempotentOperation,
+    body: Record<string, unknown>,
+    key: string | undefined,
+    settlement: Settlement,
+  ): Promise<HoldChange> {
+    let lapsed = false;
+    try {
+      const { value, replayed } = await this.idempotency.runKeyed(
+        this.keyed(caller, key, operation, hold.memberId, body),
+        async (s) => {
+          const now = new Date();
+          if (!(await this.holds.settle(s, hold.id, settlement, now))) {
+            const current = (await this.holds.find(s, hold.id)) ?? hold;
+            if (current.status === 'held' || current.status === 'expired') {
+              lapsed = current.status === 'held';
+              throw new HoldExpiredError();
+            }
+            throw new HoldSettledError(current.status);
+          }
+          let entry = await this.giveBack(s, hold, caller.userId, key ?? null);
+          if (settlement.committedAmount > 0) {
+            entry = await this.ledger.apply(s, {
+              memberId: hold.memberId,
+              delta: -settlement.committedAmount,
+              reason: 'consumption',
+              actor: caller.userId,
+              idempotencyKey: key,
+              holdId: hold.id,
+            });
+          }
+          return entry;
+        },
+        (rows) => Promise.resolve(rows[0]),
+      );
+      if (!replayed) this.metrics.holdsSettled.inc({ outcome: settlement.status });
+      const settled = await this.load(hold.id);
+      return {
+        hold: holdView(settled),
+        balance: value.balanceAfter,
+        replayed,
+        headers: await this.quota.headersFor(value.balanceAfter, value.configId),
+      };
+    } finally {
+      // A hold found past its time is given back now rather than at the sweep's next run.
+      if (lapsed) await this.expire(hold).catch(() => false);
+    }
+  }
+
+  /** All of a hold's units back to the balance, and out of `quota_held`: one `hold_release` row. */
+  private giveBack(
+    s: SqlSession,
+    hold: { id: string; memberId: string; amount: number },
+    actor: string,
+    key: string | null,
+  ): Promise<LedgerEntry> {
+    return this.ledger.apply(s, {
+      memberId: hold.memberId,
+      delta: hold.amount,
+      heldDelta: -hold.amount,
+      reason: 'hold_release',
+      actor,
+      idempotencyKey: key,
+      holdId: hold.id,
+    });
+  }
+
+  /**
+   * The hold, if this caller may see it (`settling`: settle it): admins any; operators see any;
+   * others only holds they made, and a member only holds of its own member. Anyone else is told
+   * it does not exist.
+   */
+  private async visible(caller: Principal, holdId: string, settling: boolean): Promise<HoldRow> {
+    const hold = await this.db.read((s) => this.holds.find(s, holdId));
+    if (!hold) throw new NotFoundError('Hold');
+    const mayRead =
+      caller.role === 'admin' ||
+      (caller.role === 'operator' && !settling) ||
+      (caller.role === 'member'
+        ? hold.memberId === caller.memberId && (!settling || hold.createdBy === caller.userId)
+        : hold.createdBy === caller.userId);
+    if (!mayRead) throw new NotFoundError('Hold');
+    return hold;
+  }
+
+  private async load(holdId: string | undefined): Promise<HoldRow> {
+    const hold = holdId === undefined ? null : await this.db.read((s) => this.holds.find(s, holdId));
+    if (!hold) throw new Error(`a hold's ledger row names no hold (${holdId})`);
+    return hold;
+  }
+
+  private keyed(
+    caller: Principal,
+    key: string | undefined,
+    operation: IdempotentOperation,
+    memberId: string,
+    body: Record<string, unknown>,
+  ): IdempotentRequest | null {
+    return key === undefined ? null : { scope: caller.userId, key, operation, memberId, body };
+  }
+}

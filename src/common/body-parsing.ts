@@ -13,6 +13,22 @@ export function isEmptyBody(value: unknown): boolean {
   return value === EMPTY_BODY;
 }
 
+const OPTIONAL_BODY = Symbol('optional-body');
+
+/**
+ * Marks a body DTO whose fields are all optional: an empty body means "no fields" (e.g. a hold's
+ * commit, whose amount defaults to the whole hold) instead of malformed JSON.
+ */
+export function OptionalBody(): ClassDecorator {
+  return (target) => {
+    Reflect.defineProperty(target, OPTIONAL_BODY, { value: true });
+  };
+}
+
+export function acceptsEmptyBody(metatype: unknown): boolean {
+  return typeof metatype === 'function' && Reflect.get(metatype, OPTIONAL_BODY) === true;
+}
+
 /**
  * The request body parsers: JSON (Fastify's own parser, prototype poisoning refused) and, for any
  * other media type, nothing but the empty body (415 otherwise). Registered before Nest adds its

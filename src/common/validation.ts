@@ -6,7 +6,7 @@ import {
   type ValidationError,
 } from '@nestjs/common';
 import { AppError, ValidationFailedError, type FieldError } from './app-error';
-import { isEmptyBody } from './body-parsing';
+import { acceptsEmptyBody, isEmptyBody } from './body-parsing';
 import type { HttpRequest } from './http';
 
 function flatten(errors: readonly ValidationError[], parent = ''): FieldError[] {
@@ -31,9 +31,15 @@ export function createValidationPipe(): ValidationPipe {
   });
 }
 
-/** An empty body reaches only routes that take a body: for them it is not valid JSON. */
+/**
+ * An empty body reaches only routes that take a body: for them it is not valid JSON, unless the
+ * body's fields are all optional (@OptionalBody), where it is an object without fields.
+ */
 class BodyValidationPipe extends ValidationPipe {
   override transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.type === 'body' && isEmptyBody(value) && acceptsEmptyBody(metadata.metatype)) {
+      return super.transform({}, metadata) as Promise<unknown>;
+    }
     if (metadata.type === 'body' && isEmptyBody(value)) {
       return Promise.reject(
         new AppError('malformed_json', 'The request body is empty; this endpoint takes a JSON object.'),

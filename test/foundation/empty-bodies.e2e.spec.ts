@@ -49,6 +49,30 @@ describe('empty bodies on endpoints that take none', () => {
     expect(res.body.data).toMatchObject({ status: 'cancelled', cancel_requested: true });
   });
 
+  it.each(CONTENT_TYPES)('commit and release a hold with Content-Type %s and no body: 200', async (type) => {
+    const member = await createMember(t, { maxQuota: 10 });
+    const made = async () =>
+      (
+        await request(t.server)
+          .post(`/api/v1/quota/members/${member.id}/holds`)
+          .set(bearer(admin))
+          .send({ amount: 2 })
+          .expect(201)
+      ).body.data.hold_id as string;
+    const commit = await request(t.server)
+      .post(`/api/v1/quota/holds/${await made()}/commit`)
+      .set(bearer(admin))
+      .set('Content-Type', type);
+    expect(commit.status).toBe(200);
+    expect(commit.body.data).toMatchObject({ status: 'committed', committed_amount: 2, balance: 8 });
+    const release = await request(t.server)
+      .post(`/api/v1/quota/holds/${await made()}/release`)
+      .set(bearer(admin))
+      .set('Content-Type', type);
+    expect(release.status).toBe(200);
+    expect(release.body.data).toMatchObject({ status: 'released', released_amount: 2, balance: 8 });
+  });
+
   it('GET with Content-Type: application/json and no body answers as usual', async () => {
     const member = await createMember(t);
     const res = await request(t.server)

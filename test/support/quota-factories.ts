@@ -96,6 +96,7 @@ export async function quotaSnapshot(t: TestApp): Promise<Record<string, unknown[
     members: 'SELECT * FROM members ORDER BY id',
     member_quota_history: 'SELECT * FROM member_quota_history ORDER BY id',
     idempotency_keys: 'SELECT * FROM idempotency_keys ORDER BY key_hash',
+    quota_holds: 'SELECT * FROM quota_holds ORDER BY id',
     admin_audit_log: 'SELECT * FROM admin_audit_log ORDER BY id',
   };
   const snapshot: Record<string, unknown[]> = {};

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { OptionalBody } from '../../common/body-parsing';
 import { HOLD_STATUSES, type HoldStatus } from '../entities/quota-hold.entity';
 import { HOLD_TTL_DEFAULT_SECONDS, HOLD_TTL_MAX_SECONDS } from '../holds.service';
 import { Absentable, ID_PATTERN, INT32_MAX, NOTE_MAX_LENGTH, QueryInt } from './validation';
@@ -34,6 +35,8 @@ export class NewHoldDto {
   note?: string;
 }
 
+/** Every field is optional, so an empty body commits the whole hold. */
+@OptionalBody()
 export class CommitHoldDto {
   @ApiPropertyOptional({
     type: 'integer',

@@ -41,8 +41,11 @@ export function registerBodyParsers(app: NestFastifyApplication): void {
     if (body.length === 0) return done(null, EMPTY_BODY);
     void parseJson(request, body.toString('utf8'), done);
   });
-  app.useBodyParser<RawServerDefault>('*', {}, (request, body, done) => {
-    if (body.length === 0) return done(null, EMPTY_BODY);
-    done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(request.headers['content-type'] ?? ''), undefined);
-  });
+  // text/plain replaces Fastify's own parser, which would hand an empty body over as "".
+  for (const type of ['text/plain', '*']) {
+    app.useBodyParser<RawServerDefault>(type, {}, (request, body, done) => {
+      if (body.length === 0) return done(null, EMPTY_BODY);
+      done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(request.headers['content-type'] ?? ''), undefined);
+    });
+  }
 }

@@ -114,7 +114,7 @@ describe('holds: reserve, then commit or release (contract §10)', () => {
     expect(committed.headers['x-quota-remaining']).toBe('38');
     expect(await balanceOf(t, member.id)).toBe(38);
     expect(await heldOf(t, member.id)).toBe(0);
-    const rows = await sql<{ reason: string; delta: number; hold_id: unknown }>(
+    const rows = await sql<{ reason: string; delta: number; hold_id: string | number | null }>(
       t,
       'SELECT reason, delta, hold_id FROM member_quota_history WHERE member_id = ? ORDER BY id',
       [member.id],

@@ -164,6 +164,51 @@ async function main(): Promise<void> {
   // initial_grant, consumption, refund, two manual adjustments
   expectEqual('history rows', rows, 5);
 
+  // Holds: reserve 10, commit 4 (the other 6 come back at once), reserve and release 5.
+  const reserved = await api.POST('/api/v1/quota/members/{id}/holds', {
+    params: { path: { id: memberId }, header: { 'Idempotency-Key': 'job-7-reserve' } },
+    body: { amount: 10, ttl_seconds: 600, note: 'export job 7' },
+  });
+  calls++;
+  if (!reserved.data) fail('hold', reserved.response, reserved.error);
+  expectEqual('hold status', reserved.data.data.status, 'held');
+  expectEqual('balance after the hold', reserved.data.data.balance, 90);
+  const holdId = reserved.data.data.hold_id;
+  const committed = await api.POST('/api/v1/quota/holds/{hold_id}/commit', {
+    params: { path: { hold_id: holdId } },
+    body: { amount: 4 },
+  });
+  calls++;
+  if (!committed.data) fail('commit', committed.response, committed.error);
+  expectEqual('released on commit', committed.data.data.released_amount, 6);
+  expectEqual('balance after the commit', committed.data.data.balance, 96);
+  const again = await api.POST('/api/v1/quota/holds/{hold_id}/release', { params: { path: { hold_id: holdId } } });
+  calls++;
+  if (again.error === undefined) fail('release a committed hold', again.response, again.data);
+  expectEqual('settled refusal', again.error.code, 'hold_settled');
+  const second = await api.POST('/api/v1/quota/members/{id}/holds', {
+    params: { path: { id: memberId } },
+    body: { amount: 5 },
+  });
+  calls++;
+  if (!second.data) fail('second hold', second.response, second.error);
+  const released = await api.POST('/api/v1/quota/holds/{hold_id}/release', {
+    params: { path: { hold_id: second.data.data.hold_id } },
+  });
+  calls++;
+  if (!released.data) fail('release', released.response, released.error);
+  expectEqual('balance after the release', released.data.data.balance, 96);
+  const oneHold = await api.GET('/api/v1/quota/holds/{hold_id}', { params: { path: { hold_id: holdId } } });
+  calls++;
+  if (!oneHold.data) fail('read a hold', oneHold.response, oneHold.error);
+  expectEqual('committed amount', oneHold.data.data.committed_amount, 4);
+  const openHolds = await api.GET('/api/v1/admin/quota/holds', {
+    params: { query: { member_id: memberId, status: 'held', limit: 50 } },
+  });
+  calls++;
+  if (!openHolds.data) fail('list holds', openHolds.response, openHolds.error);
+  expectEqual('open holds', openHolds.data.data.length, 0);
+
   // Member ids as docs/api.md sends them: JSON integers (strings of digits work too).
   const bulk = await api.POST('/api/v1/admin/quota/bulk-adjust', {
     params: { header: { 'Idempotency-Key': 'spring-campaign-2026' } },

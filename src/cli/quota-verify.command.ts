@@ -13,10 +13,16 @@ export function formatQuotaVerify(report: IntegrityReport): string {
     (m) => `MISMATCH member ${m.member_id}: balance ${m.balance}, ledger sum ${m.ledger_sum}`,
   );
   lines.push(
+    ...report.held_mismatches.map((m) => `MISMATCH member ${m.member_id}: held ${m.held}, open holds ${m.open_holds}`),
+  );
+  lines.push(
     report.mismatches.length === 0
       ? `ok: ${report.checked} member(s) checked, every balance equals the sum of its history`
       : `FAILED: ${report.mismatches.length} of ${report.checked} member(s) differ from their history`,
   );
+  if (report.held_mismatches.length > 0) {
+    lines.push(`FAILED: ${report.held_mismatches.length} member(s) hold other than their open holds`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -46,7 +52,7 @@ export const quotaVerifyCommand: CliCommand = {
     try {
       const report = await runQuotaVerify(context.get(DataSource), memberId);
       stdout.write(formatQuotaVerify(report));
-      return report.mismatches.length === 0 ? 0 : 1;
+      return report.mismatches.length === 0 && report.held_mismatches.length === 0 ? 0 : 1;
     } finally {
       await context.close();
     }

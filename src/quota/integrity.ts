@@ -4,9 +4,17 @@ export interface LedgerMismatch {
   readonly ledger_sum: number;
 }
 
+/** A member whose `quota_held` differs from the units of its open holds. */
+export interface HeldMismatch {
+  readonly member_id: string;
+  readonly held: number;
+  readonly open_holds: number;
+}
+
 export interface IntegrityReport {
   readonly checked: number;
   readonly mismatches: LedgerMismatch[];
+  readonly held_mismatches: HeldMismatch[];
 }
 
 export type RowQuery = (sql: string, params: unknown[]) => Promise<Record<string, unknown>[]>;
@@ -15,8 +23,9 @@ export type RowQuery = (sql: string, params: unknown[]) => Promise<Record<string
 export const MAX_LISTED_MISMATCHES = 1000;
 
 /**
- * The ledger invariant, checked set-based: every member's balance equals the sum of its history
- * deltas. Shared by the admin endpoint and `quota:verify`.
+ * The ledger invariants, checked set-based: every member's balance equals the sum of its history
+ * deltas, and its `quota_held` the units of its open holds. Shared by the admin endpoint and
+ * `quota:verify`.
  */
 export async function checkLedger(query: RowQuery, memberId?: string): Promise<IntegrityReport> {
   const where = memberId === undefined ? '' : ' WHERE m.id = ?';
@@ -31,7 +40,21 @@ export async function checkLedger(query: RowQuery, memberId?: string): Promise<I
       LIMIT ${MAX_LISTED_MISMATCHES}`,
     params,
   );
+  const held = await query(
+    `SELECT m.id AS member_id, m.quota_held AS held, COALESCE(h.open_holds, 0) AS open_holds
+       FROM members m
+       LEFT JOIN (SELECT member_id, SUM(amount) AS open_holds FROM quota_holds WHERE status = 'held' GROUP BY member_id) h
+         ON h.member_id = m.id${where}${where ? ' AND' : ' WHERE'} m.quota_held <> COALESCE(h.open_holds, 0)
+      ORDER BY m.id
+      LIMIT ${MAX_LISTED_MISMATCHES}`,
+    params,
+  );
   return {
+    held_mismatches: held.map((r) => ({
+      member_id: String(r.member_id),
+      held: Number(r.held),
+      open_holds: Number(r.open_holds),
+    })),
     checked: Number(counted[0]?.checked ?? 0),
     mismatches: rows.map((r) => ({
       member_id: String(r.member_id),

@@ -91,11 +91,23 @@ export class LedgerMismatchSchema {
   @ApiProperty({ type: 'integer' }) ledger_sum!: number;
 }
 
-@ApiSchema({ name: 'IntegrityReport', description: 'Members whose balance differs from the sum of their ledger.' })
+@ApiSchema({ name: 'HeldMismatch' })
+export class HeldMismatchSchema {
+  @ApiProperty(ID) member_id!: string;
+  @ApiProperty({ type: 'integer', description: 'members.quota_held' }) held!: number;
+  @ApiProperty({ type: 'integer', description: 'The units of its open holds.' }) open_holds!: number;
+}
+
+@ApiSchema({
+  name: 'IntegrityReport',
+  description: 'Members whose balance differs from the sum of their ledger, or whose held units from their open holds.',
+})
 export class IntegrityReportSchema {
   @ApiProperty({ type: 'integer', minimum: 0, description: 'Members checked.' }) checked!: number;
   @ApiProperty({ type: () => [LedgerMismatchSchema], description: 'At most 1000 are listed; there should be none.' })
   mismatches!: LedgerMismatchSchema[];
+  @ApiProperty({ type: () => [HeldMismatchSchema], description: 'At most 1000 are listed; there should be none.' })
+  held_mismatches!: HeldMismatchSchema[];
 }
 
 export const QUOTA_RESPONSE_MODELS = [
@@ -107,5 +119,6 @@ export const QUOTA_RESPONSE_MODELS = [
   AdjustmentSchema,
   HistoryEntrySchema,
   LedgerMismatchSchema,
+  HeldMismatchSchema,
   IntegrityReportSchema,
 ];

@@ -7,7 +7,12 @@ describe('scheduled periodic work', () => {
 
   it('APP_ROLE=all runs every periodic job, at the configured periods, and stops them all on close', async () => {
     const t = await startTestApp({
-      env: { APP_ROLE: 'all', QUOTA_ANALYTICS_INTERVAL_MS: '250', JOBS_SWEEP_INTERVAL_MS: '300' },
+      env: {
+        APP_ROLE: 'all',
+        QUOTA_ANALYTICS_INTERVAL_MS: '250',
+        JOBS_SWEEP_INTERVAL_MS: '300',
+        QUOTA_HOLD_EXPIRY_INTERVAL_MS: '350',
+      },
     });
     const registry = t.app.get(SchedulerRegistry);
     try {
@@ -15,6 +20,7 @@ describe('scheduled periodic work', () => {
         [
           'analytics-tail',
           'anomaly-retention',
+          'hold-expiry',
           'idempotency-purge',
           'operations-sweep',
           // With Redis the reset tick is a repeatable BullMQ job instead.
@@ -26,16 +32,19 @@ describe('scheduled periodic work', () => {
       expect(tail._idleTimeout).toBe(250);
       const sweep = registry.getInterval<{ _idleTimeout?: number }>('operations-sweep');
       expect(sweep._idleTimeout).toBe(300);
+      const expiry = registry.getInterval<{ _idleTimeout?: number }>('hold-expiry');
+      expect(expiry._idleTimeout).toBe(350);
     } finally {
       await t.close();
     }
     expect(scheduled(registry)).toEqual([]);
   });
 
-  it('APP_ROLE=api runs only the idempotency purge; background work is left to workers', async () => {
+  it('APP_ROLE=api runs only the idempotency purge and the hold expiry; background work is left to workers', async () => {
     const t = await startTestApp({ env: { APP_ROLE: 'api' } });
     try {
-      expect(scheduled(t.app.get(SchedulerRegistry))).toEqual(['idempotency-purge']);
+      // Holds expire on every instance, so they come back even while no worker runs.
+      expect(scheduled(t.app.get(SchedulerRegistry))).toEqual(['hold-expiry', 'idempotency-purge']);
     } finally {
       await t.close();
     }

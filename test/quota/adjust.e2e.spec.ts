@@ -81,7 +81,7 @@ describe('adjustments', () => {
       ['manual_adjustment', 0, 12],
       ['manual_adjustment', -12, 0],
     ]);
-    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [] });
+    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [], held_mismatches: [] });
   });
 
   it('adjusts inactive members too (an operator correcting the books)', async () => {

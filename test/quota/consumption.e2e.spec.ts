@@ -98,7 +98,7 @@ describe('consumption', () => {
       ['refund', 2, 47, admin.userId, null],
     ]);
     expect(history[1].id).toBe(res.body.data.history_id);
-    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [] });
+    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [], held_mismatches: [] });
   });
 
   it('can consume the last unit, then refuses with 409 insufficient_quota and the balance', async () => {

@@ -145,15 +145,33 @@ describe('history, integrity and the ledger guards', () => {
     await consume(member.id, 3);
     const all = await request(t.server).get(INTEGRITY).set(bearer(operator)).expect(200);
     const [count] = await sql<{ n: unknown }>(t, 'SELECT COUNT(*) AS n FROM members');
-    expect(all.body).toEqual({ data: { checked: Number(count.n), mismatches: [] } });
+    expect(all.body).toEqual({ data: { checked: Number(count.n), mismatches: [], held_mismatches: [] } });
     const one = await request(t.server).get(`${INTEGRITY}?member_id=${member.id}`).set(bearer(admin)).expect(200);
-    expect(one.body).toEqual({ data: { checked: 1, mismatches: [] } });
+    expect(one.body).toEqual({ data: { checked: 1, mismatches: [], held_mismatches: [] } });
     expectProblem(await request(t.server).get(`${INTEGRITY}?member_id=987654321`).set(bearer(admin)), 404, 'not_found');
     expectProblem(await request(t.server).get(`${INTEGRITY}?member=1`).set(bearer(admin)), 422, 'validation_failed');
 
     const report = await runQuotaVerify(t.app.get(DataSource));
-    expect(report).toEqual({ checked: Number(count.n), mismatches: [] });
+    expect(report).toEqual({ checked: Number(count.n), mismatches: [], held_mismatches: [] });
     expect(formatQuotaVerify(report)).toMatch(/^ok: \d+ member\(s\) checked/);
+  });
+
+  it('integrity lists a member whose held units differ from its open holds, and quota:verify fails on it', async () => {
+    const member = await createMember(t, { maxQuota: 50 });
+    await sql(t, 'UPDATE members SET quota_held = 7 WHERE id = ?', [member.id]);
+    try {
+      const res = await request(t.server).get(`${INTEGRITY}?member_id=${member.id}`).set(bearer(admin)).expect(200);
+      expect(res.body.data).toEqual({
+        checked: 1,
+        mismatches: [],
+        held_mismatches: [{ member_id: member.id, held: 7, open_holds: 0 }],
+      });
+      const report = await runQuotaVerify(t.app.get(DataSource), member.id);
+      expect(formatQuotaVerify(report)).toContain(`MISMATCH member ${member.id}: held 7, open holds 0`);
+      expect(formatQuotaVerify(report)).toContain('FAILED: 1 member(s) hold other than their open holds');
+    } finally {
+      await sql(t, 'UPDATE members SET quota_held = 0 WHERE id = ?', [member.id]);
+    }
   });
 
   it('integrity lists a member whose balance was changed behind the ledger, and quota:verify fails on it', async () => {
@@ -163,7 +181,11 @@ describe('history, integrity and the ledger guards', () => {
       const res = await request(t.server).get(INTEGRITY).set(bearer(admin)).expect(200);
       expect(res.body.data.mismatches).toEqual([{ member_id: member.id, balance: 999, ledger_sum: 50 }]);
       const report = await runQuotaVerify(t.app.get(DataSource), member.id);
-      expect(report).toEqual({ checked: 1, mismatches: [{ member_id: member.id, balance: 999, ledger_sum: 50 }] });
+      expect(report).toEqual({
+        checked: 1,
+        mismatches: [{ member_id: member.id, balance: 999, ledger_sum: 50 }],
+        held_mismatches: [],
+      });
       expect(formatQuotaVerify(report)).toContain(`MISMATCH member ${member.id}: balance 999, ledger sum 50`);
     } finally {
       await sql(t, 'UPDATE members SET quota_balance = 50 WHERE id = ?', [member.id]);

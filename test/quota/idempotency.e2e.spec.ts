@@ -175,7 +175,7 @@ describe('Idempotency-Key', () => {
     for (const r of inProgress) expect(r.body.code).toBe('idempotency_key_in_use');
     expect(await balanceOf(t, member.id)).toBe(93);
     expect((await historyOf(t, member.id)).filter((h) => h.reason === 'consumption')).toHaveLength(1);
-    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [] });
+    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [], held_mismatches: [] });
   });
 
   it('keys expire after 24 h: an expired key is a new request, and the purge deletes expired keys', async () => {

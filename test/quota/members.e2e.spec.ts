@@ -199,7 +199,7 @@ describe('members', () => {
       [regular.membershipType, premium.membershipType],
       [premium.membershipType, small.membershipType],
     ]);
-    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [] });
+    expect(await ledgerReport(t, member.id)).toEqual({ checked: 1, mismatches: [], held_mismatches: [] });
 
     const audit = await sql<{ action: string }>(
       t,

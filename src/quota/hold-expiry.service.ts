@@ -48,10 +48,18 @@ export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationS
     let expired = 0;
     for (;;) {
       const due = await this.db.read((s) => this.holds.due(s, now, SWEEP_BATCH));
+      let failed = 0;
       for (const hold of due) {
-        if (await this.service.expire(hold, now)) expired++;
+        try {
+          if (await this.service.expire(hold, now)) expired++;
+        } catch (err) {
+          // One hold that cannot be given back (its member's balance would pass 2^31-1) must not
+          // keep the others waiting; it is tried again on the next run.
+          failed++;
+          this.logger.warn({ err, holdId: hold.id, memberId: hold.memberId }, 'a hold could not be expired');
+        }
       }
-      if (due.length < SWEEP_BATCH) break;
+      if (due.length < SWEEP_BATCH || failed > 0) break;
     }
     const open = await this.db.read((s) => this.holds.openTotals(s));
     this.metrics.holdsOpen.set(open.count);

@@ -1,3 +1,4 @@
+import { KeysetCursor } from '../common/keyset-cursor';
 import { Injectable } from '@nestjs/common';
 import { ValidationFailedError } from '../common/app-error';
 import { AppConfig } from '../config/app-config';
@@ -19,17 +20,7 @@ export interface StatsAnswer {
   readonly generatedAt: string;
 }
 
-const CURSOR_PREFIX = 'a:';
-
-function encodeCursor(id: string): string {
-  return Buffer.from(`${CURSOR_PREFIX}${id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const match = /^a:([1-9]\d{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!match) throw new ValidationFailedError([{ field: 'cursor', message: 'cursor is not a valid next_cursor' }]);
-  return match[1];
-}
+const CURSOR = new KeysetCursor('a');
 
 @Injectable()
 export class AnalyticsService {
@@ -116,12 +107,12 @@ export class AnalyticsService {
       since: query.since === undefined ? undefined : new Date(query.since),
       kind: query.kind,
       memberId: query.member_id,
-      beforeId: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+      beforeId: query.cursor === undefined ? undefined : CURSOR.decode(query.cursor),
     };
     // One row more than the page tells whether there is a next page.
     const rows = await this.db.read((s) => this.anomalies.page(s, filter, limit + 1));
     const page = rows.slice(0, limit);
-    const nextCursor = rows.length > limit ? encodeCursor(page[page.length - 1].id) : null;
+    const nextCursor = rows.length > limit ? CURSOR.encode(page[page.length - 1].id) : null;
     return { rows: page, limit, nextCursor };
   }
 }

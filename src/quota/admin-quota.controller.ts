@@ -6,7 +6,7 @@ import { ApiCursorResponse, ApiDataResponse, ApiIdempotencyKey, REPLAY_HEADER } 
 import { ApiProblems } from '../openapi/problems';
 import { AdjustmentSchema, HistoryEntrySchema, IntegrityReportSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
-import { AdjustDto, HISTORY_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
+import { AdjustDto, PAGE_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
 import { HistoryService } from './history.service';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { NoQuery } from '../common/validation';
@@ -67,7 +67,7 @@ export class AdminQuotaController {
   @ApiCursorResponse(HistoryEntrySchema)
   @ApiProblems('validation_failed')
   async listHistory(@Query() query: HistoryQuery) {
-    const limit = query.limit ?? HISTORY_DEFAULT_LIMIT;
+    const limit = query.limit ?? PAGE_DEFAULT_LIMIT;
     const page = await this.history.list({
       memberId: query.member_id,
       reason: query.reason,

@@ -1,3 +1,4 @@
+import { KeysetCursor } from '../common/keyset-cursor';
 import { Injectable } from '@nestjs/common';
 import type { HistoryReason } from './entities/quota-history.entity';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
@@ -20,16 +21,7 @@ export interface HistoryPage {
   readonly nextCursor: string | null;
 }
 
-export function encodeCursor(id: string): string {
-  return Buffer.from(`h:${id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const decoded = Buffer.from(cursor, 'base64url').toString();
-  const match = /^h:([1-9]\d{0,18})$/.exec(decoded);
-  if (!match) throw new ValidationFailedError([{ field: 'cursor', message: 'cursor is not a valid next_cursor' }]);
-  return match[1];
-}
+const CURSOR = new KeysetCursor('h');
 
 /** Reads of the ledger: newest first, keyset-paginated on the id, and the integrity check. */
 @Injectable()
@@ -48,12 +40,12 @@ export class HistoryService {
       reason: filter.reason,
       from: filter.from,
       to: filter.to,
-      beforeId: filter.cursor === undefined ? undefined : decodeCursor(filter.cursor),
+      beforeId: filter.cursor === undefined ? undefined : CURSOR.decode(filter.cursor),
     };
     // One row more than asked says whether another page follows.
     const rows = await this.db.read((s) => this.history.newestFirst(s, query, filter.limit + 1));
     const page = rows.slice(0, filter.limit);
-    const nextCursor = rows.length > filter.limit ? encodeCursor(String(page[page.length - 1].id)) : null;
+    const nextCursor = rows.length > filter.limit ? CURSOR.encode(String(page[page.length - 1].id)) : null;
     return { rows: page, nextCursor };
   }
 

@@ -13,7 +13,8 @@ import {
   REPLAY_HEADER,
 } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { CommitHoldDto, HOLDS_DEFAULT_LIMIT, HoldsQuery, NewHoldDto, OwnHoldsQuery } from './dto/hold.dto';
+import { CommitHoldDto, HoldsQuery, NewHoldDto, OwnHoldsQuery } from './dto/hold.dto';
+import { PAGE_DEFAULT_LIMIT } from './dto/quota.dto';
 import { HoldChangeSchema, HoldSchema } from './holds.schemas';
 import { HoldsService, type HoldChange, type HoldsPage, type HoldView } from './holds.service';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
@@ -117,7 +118,7 @@ export class HoldsController {
   @ApiProblems('not_found', 'validation_failed')
   @Roles('member')
   async listOwn(@Query() query: OwnHoldsQuery, @CurrentPrincipal() caller: Principal) {
-    const limit = query.limit ?? HOLDS_DEFAULT_LIMIT;
+    const limit = query.limit ?? PAGE_DEFAULT_LIMIT;
     const memberId = this.quota.ownMemberId(caller);
     return pageJson(await this.holds.list({ memberId, status: query.status, cursor: query.cursor }, limit), limit);
   }
@@ -177,7 +178,7 @@ export class HoldsController {
   @ApiProblems('validation_failed')
   @Roles('admin', 'operator')
   async list(@Query() query: HoldsQuery) {
-    const limit = query.limit ?? HOLDS_DEFAULT_LIMIT;
+    const limit = query.limit ?? PAGE_DEFAULT_LIMIT;
     const filter = { memberId: query.member_id, status: query.status, cursor: query.cursor };
     return pageJson(await this.holds.list(filter, limit), limit);
   }

@@ -1,9 +1,9 @@
+import { KeysetCursor } from '../common/keyset-cursor';
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../auth/principal';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
 import { QuotaDatabase } from '../database/database';
 import type { SqlSession } from '../database/sql-session';
-import type { HoldStatus } from './entities/quota-hold.entity';
 import { IdempotencyService, type IdempotentOperation, type IdempotentRequest } from './idempotency.service';
 import { HoldsRepository, type HoldRow, type HoldsFilter, type Settlement } from './holds.repository';
 import { LedgerService, type LedgerEntry } from './ledger.service';
@@ -15,18 +15,7 @@ export const HOLD_TTL_DEFAULT_SECONDS = 300;
 export const HOLD_TTL_MAX_SECONDS = 86_400;
 
 /** A hold as a client sees it: `status` is `expired` as soon as an open hold's time has passed. */
-export interface HoldView {
-  readonly holdId: string;
-  readonly memberId: string;
-  readonly amount: number;
-  readonly status: HoldStatus;
-  readonly committedAmount: number | null;
-  readonly releasedAmount: number | null;
-  readonly note: string | null;
-  readonly createdAt: Date;
-  readonly expiresAt: Date;
-  readonly settledAt: Date | null;
-}
+export type HoldView = Omit<HoldRow, 'id' | 'createdBy'> & { readonly holdId: string };
 
 /** The answer to making, committing or releasing a hold: the hold and what the member can still spend. */
 export interface HoldChange {
@@ -63,15 +52,7 @@ export function holdView(row: HoldRow, now = new Date()): HoldView {
   };
 }
 
-function encodeCursor(id: string): string {
-  return Buffer.from(`q:${id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const match = /^q:([1-9]\d{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!match) throw new ValidationFailedError([{ field: 'cursor', message: 'cursor is not a valid next_cursor' }]);
-  return match[1];
-}
+const CURSOR = new KeysetCursor('q');
 
 /**
  * Holds: units reserved now, settled later. Making one takes the units from the balance at once
@@ -195,14 +176,14 @@ export class HoldsService {
     const query: HoldsFilter = {
       memberId: filter.memberId,
       status: filter.status,
-      beforeId: filter.cursor === undefined ? undefined : decodeCursor(filter.cursor),
+      beforeId: filter.cursor === undefined ? undefined : CURSOR.decode(filter.cursor),
     };
     // One row more than asked says whether another page follows.
     const rows = await this.db.read((s) => this.holds.newestFirst(s, query, now, limit + 1));
     const page = rows.slice(0, limit);
     return {
       holds: page.map((row) => holdView(row, now)),
-      nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1].id) : null,
+      nextCursor: rows.length > limit ? CURSOR.encode(page[page.length - 1].id) : null,
     };
   }
 

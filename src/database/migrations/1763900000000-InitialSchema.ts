@@ -1,7 +1,8 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { dialect, quotedList } from './schema-helpers';
 
-const REASONS = [
+/** The ledger's reasons when it was created (later migrations extend the list). */
+export const INITIAL_REASONS = [
   'initial_grant',
   'consumption',
   'refund',
@@ -156,7 +157,7 @@ export class InitialSchema1763900000000 implements MigrationInterface {
         { name: 'chk_member_quota_history_delta', expression: `delta BETWEEN ${-INT_MAX - 1} AND ${INT_MAX}` },
         {
           name: 'chk_member_quota_history_reason',
-          expression: `reason IN (${quotedList(REASONS)})`,
+          expression: `reason IN (${quotedList(INITIAL_REASONS)})`,
         },
       ],
     });

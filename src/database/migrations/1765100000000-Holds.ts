@@ -1,19 +1,11 @@
 import { TableCheck, type MigrationInterface, type QueryRunner } from 'typeorm';
 import { APPEND_ONLY_TRIGGERS, appendOnlyTrigger } from './1763900200000-QuotaLedger';
+import { INITIAL_REASONS } from './1763900000000-InitialSchema';
 import { dialect, quotedList } from './schema-helpers';
 
 const HISTORY = 'member_quota_history';
 const REASON_CHECK = 'chk_member_quota_history_reason';
-const REASONS_BEFORE = [
-  'initial_grant',
-  'consumption',
-  'refund',
-  'manual_adjustment',
-  'bulk_adjustment',
-  'periodic_reset',
-  'config_change',
-  'membership_change',
-];
+const REASONS_BEFORE = INITIAL_REASONS;
 const REASONS_AFTER = [...REASONS_BEFORE, 'hold', 'hold_release'];
 const INT_MAX = 2147483647;
 

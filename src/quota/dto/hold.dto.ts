@@ -3,10 +3,8 @@ import { IsIn, IsInt, IsString, Matches, Max, MaxLength, Min } from 'class-valid
 import { OptionalBody } from '../../common/body-parsing';
 import { HOLD_STATUSES, type HoldStatus } from '../entities/quota-hold.entity';
 import { HOLD_TTL_DEFAULT_SECONDS, HOLD_TTL_MAX_SECONDS } from '../holds.service';
-import { Absentable, ID_PATTERN, INT32_MAX, NOTE_MAX_LENGTH, QueryInt } from './validation';
-
-export const HOLDS_MAX_LIMIT = 500;
-export const HOLDS_DEFAULT_LIMIT = 50;
+import { CursorPageQuery } from './quota.dto';
+import { Absentable, ID_PATTERN, INT32_MAX, NOTE_MAX_LENGTH } from './validation';
 
 export class NewHoldDto {
   @ApiProperty({ type: 'integer', minimum: 1, maximum: INT32_MAX, example: 10 })
@@ -53,29 +51,11 @@ export class CommitHoldDto {
 
 const MEMBER_ID_MESSAGE = 'member_id must be a member id (a string of digits)';
 
-export class OwnHoldsQuery {
+export class OwnHoldsQuery extends CursorPageQuery {
   @ApiPropertyOptional({ enum: HOLD_STATUSES, enumName: 'HoldStatus' })
   @Absentable()
   @IsIn(HOLD_STATUSES, { message: `status must be one of ${HOLD_STATUSES.join(', ')}` })
   status?: HoldStatus;
-
-  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: HOLDS_MAX_LIMIT, default: HOLDS_DEFAULT_LIMIT })
-  @Absentable()
-  @QueryInt()
-  @IsInt()
-  @Min(1)
-  @Max(HOLDS_MAX_LIMIT)
-  limit?: number;
-
-  @ApiPropertyOptional({
-    type: String,
-    pattern: '^[A-Za-z0-9_-]{1,64}$',
-    description: 'next_cursor of the previous page.',
-  })
-  @Absentable()
-  @IsString()
-  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'cursor must be a next_cursor value from an earlier page' })
-  cursor?: string;
 }
 
 export class HoldsQuery extends OwnHoldsQuery {

@@ -5,8 +5,8 @@ import { Absentable, ID_PATTERN, INT32_MAX, NOTE_MAX_LENGTH, QueryInt } from './
 
 export const ADJUST_REASONS = ['manual_adjustment', 'refund', 'consumption'] as const;
 export type AdjustReason = (typeof ADJUST_REASONS)[number];
-export const HISTORY_MAX_LIMIT = 500;
-export const HISTORY_DEFAULT_LIMIT = 50;
+export const PAGE_MAX_LIMIT = 500;
+export const PAGE_DEFAULT_LIMIT = 50;
 
 export class AmountDto {
   @ApiProperty({ type: 'integer', minimum: 1, maximum: INT32_MAX, example: 1 })
@@ -64,7 +64,28 @@ export class AdjustDto {
 
 const MEMBER_ID_MESSAGE = 'member_id must be a member id (a string of digits)';
 
-export class HistoryQuery {
+/** `limit` and `cursor` of a newest-first list paged with `meta.next_cursor`. */
+export class CursorPageQuery {
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: PAGE_MAX_LIMIT, default: PAGE_DEFAULT_LIMIT })
+  @Absentable()
+  @QueryInt()
+  @IsInt()
+  @Min(1)
+  @Max(PAGE_MAX_LIMIT)
+  limit?: number;
+
+  @ApiPropertyOptional({
+    type: String,
+    pattern: '^[A-Za-z0-9_-]{1,64}$',
+    description: 'next_cursor of the previous page.',
+  })
+  @Absentable()
+  @IsString()
+  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'cursor must be a next_cursor value from an earlier page' })
+  cursor?: string;
+}
+
+export class HistoryQuery extends CursorPageQuery {
   @ApiPropertyOptional({ type: String, pattern: ID_PATTERN.source })
   @Absentable()
   @IsString({ message: MEMBER_ID_MESSAGE })
@@ -85,24 +106,6 @@ export class HistoryQuery {
   @Absentable()
   @IsISO8601({ strict: true, strictSeparator: true }, { message: 'to must be an ISO-8601 timestamp' })
   to?: string;
-
-  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: HISTORY_MAX_LIMIT, default: HISTORY_DEFAULT_LIMIT })
-  @Absentable()
-  @QueryInt()
-  @IsInt()
-  @Min(1)
-  @Max(HISTORY_MAX_LIMIT)
-  limit?: number;
-
-  @ApiPropertyOptional({
-    type: String,
-    pattern: '^[A-Za-z0-9_-]{1,64}$',
-    description: 'next_cursor of the previous page.',
-  })
-  @Absentable()
-  @IsString()
-  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'cursor must be a next_cursor value from an earlier page' })
-  cursor?: string;
 }
 
 export class IntegrityQuery {

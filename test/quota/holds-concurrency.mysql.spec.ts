@@ -305,13 +305,13 @@ describe('holds under concurrency (three instances, one MariaDB)', () => {
     expect(made.map((r) => r.status)).toEqual(plan.map(() => 201));
     const holdsService = [first, second, third].map((t) => t.app.get(HoldsService));
 
-    // Each hold's settlements are fired together around its expires_at, from -600 ms to +120 ms
+    // Each hold's settlements are fired together around its expires_at, from -1.2 s to +150 ms
     // (a request takes a while on a busy machine): the early ones are mostly won by the caller,
     // the late ones by expiry, the ones in between race it.
     const outcomes = await Promise.all(
       made.map(async (r, i) => {
         const hold = r.body.data as { hold_id: string; amount: number; expires_at: string };
-        const offset = -600 + (i % 10) * 80;
+        const offset = -1200 + (i % 10) * 150;
         await sleep(Math.max(0, new Date(hold.expires_at).getTime() + offset - Date.now()));
         const [committed, released, expired] = await Promise.all([
           commit(i, hold.hold_id, { amount: i % 3 }),

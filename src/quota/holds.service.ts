@@ -247,9 +247,17 @@ export class HoldsService {
         replayed,
         headers: await this.quota.headersFor(value.balanceAfter, value.configId),
       };
-    } finally {
-      // A hold found past its time is given back now rather than at the sweep's next run.
-      if (lapsed) await this.expire(hold).catch(() => false);
+    } catch (err) {
+      // A hold found past its time is given back now rather than at the sweep's next run. Its
+      // caller's settlement may still have won meanwhile (it read the clock before this one
+      // found the hold lapsed, and wrote after): then the answer is that it was settled.
+      if (lapsed && !(await this.expire(hold).catch(() => false))) {
+        const current = await this.db.read((s) => this.holds.find(s, hold.id)).catch(() => null);
+        if (current?.status === 'committed' || current?.status === 'released') {
+          throw new HoldSettledError(current.status);
+        }
+      }
+      throw err;
     }
   }
 

@@ -12,13 +12,21 @@ export const HOLD_LOOKBACK_MS = 8 * 86_400_000;
 const HOLD_EXPIRED_BY_MS = HOLD_LOOKBACK_MS - 86_400_000;
 
 /**
- * The balance after the member's last ledger row at or before an instant (ties by id), or strictly
- * before it. One backward dive into idx_member_quota_history_member_time (member_id, created_at, id).
+ * The balance after the member's last ledger row at or before an instant, or strictly before it;
+ * ties on created_at go to the highest id. Parameters: member, member, instant.
+ *
+ * Written as "the row at the latest created_at" rather than `ORDER BY created_at DESC, id DESC
+ * LIMIT 1`: for that form MariaDB 10.11 picks ref access on member_id alone and walks the member's
+ * rows back from the newest (50,000 rows for an instant in the middle of a 100,000-row history),
+ * while MAX() on an index prefix is a single dive ("Select tables optimized away") and the row is
+ * then a ref on (member_id, created_at), read backwards in id order.
  */
-const BALANCE_AT_OR_BEFORE =
-  'SELECT balance_after FROM member_quota_history WHERE member_id = ? AND created_at <= ? ORDER BY created_at DESC, id DESC LIMIT 1';
-const BALANCE_BEFORE =
-  'SELECT balance_after FROM member_quota_history WHERE member_id = ? AND created_at < ? ORDER BY created_at DESC, id DESC LIMIT 1';
+const BALANCE_AT_OR_BEFORE = `SELECT balance_after FROM member_quota_history
+   WHERE member_id = ? AND created_at = (SELECT MAX(created_at) FROM member_quota_history WHERE member_id = ? AND created_at <= ?)
+   ORDER BY id DESC LIMIT 1`;
+const BALANCE_BEFORE = `SELECT balance_after FROM member_quota_history
+   WHERE member_id = ? AND created_at = (SELECT MAX(created_at) FROM member_quota_history WHERE member_id = ? AND created_at < ?)
+   ORDER BY id DESC LIMIT 1`;
 
 /**
  * Units in the member's holds open at an instant t: made at or before t and not settled by then.
@@ -67,7 +75,7 @@ export class StatementRepository {
     const rows = await s.rows<{ balance: unknown; held: unknown }>(
       `SELECT (${BALANCE_AT_OR_BEFORE}) AS balance, ${HELD_RECENT}
          + (SELECT COALESCE(SUM(amount), 0) FROM quota_holds${s.sql.forceIndex(HELD_OLD_INDEX)} ${HELD_OLD_WHERE}) AS held`,
-      [memberId, sqlTimestamp(at), ...heldAtParams(memberId, at)],
+      [memberId, memberId, sqlTimestamp(at), ...heldAtParams(memberId, at)],
     );
     const row = rows[0];
     return { balance: row.balance === null ? null : Number(row.balance), held: Number(row.held) };
@@ -89,7 +97,9 @@ export class StatementRepository {
           WHERE member_id = ? AND created_at >= ? AND created_at <= ? GROUP BY reason ORDER BY NULL) totals`,
       [
         memberId,
+        memberId,
         sqlTimestamp(from),
+        memberId,
         memberId,
         sqlTimestamp(to),
         ...heldAtParams(memberId, to),

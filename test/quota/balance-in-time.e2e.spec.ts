@@ -448,6 +448,8 @@ describe('balances in time: a balance at an instant and a statement', () => {
       const history = plan.filter((step) => step.table === 'member_quota_history');
       // Opening, closing (one row each) and the totals (the window's rows, read from the index only).
       expect(history).toHaveLength(3);
+      const balances = history.filter((step) => !/Using temporary/.test(step.Extra ?? ''));
+      expect(balances.map((step) => Number(step.r_rows))).toEqual([1, 1]);
       expect(history.filter((step) => /Using index/.test(step.Extra ?? ''))).not.toHaveLength(0);
       const totals = history.find((step) => /Using temporary/.test(step.Extra ?? ''));
       expect(totals?.Extra).toMatch(/Using index/);

@@ -7,8 +7,9 @@ const INDEX = 'idx_member_quota_history_member_time';
  * Balances in time: one member's ledger in time order, so a balance at an instant and a
  * statement's totals answer from the index whatever the member's history length.
  *
- * - `(member_id, created_at, id)` first: the last row at or before an instant
- *   (`ORDER BY created_at DESC, id DESC LIMIT 1`) is one dive into the index, ties included;
+ * - `(member_id, created_at, id)` first: the last row at or before an instant is one dive for
+ *   the latest created_at (MAX on the index prefix) and one for the highest id at it, without a
+ *   sort (see StatementRepository);
  * - then `reason, delta`: a statement's totals (`GROUP BY reason` over a time window) read only
  *   the index (a covering range scan, no row lookups).
  *

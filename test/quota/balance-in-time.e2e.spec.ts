@@ -241,6 +241,37 @@ describe('balances in time: a balance at an instant and a statement', () => {
     expect(refunded.reason).toBe('refund');
   });
 
+  it('breaks ties on created_at by id: the last row written at that instant', async () => {
+    const member = await createMember(t, { maxQuota: 50 });
+    await sleep(5);
+    const instant = new Date();
+    for (const [delta, after] of [
+      [-1, 49],
+      [-2, 47],
+    ]) {
+      await sql(
+        t,
+        `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, created_at)
+         VALUES (?, ?, ?, 'consumption', 'test', ?)`,
+        [member.id, delta, after, sqlTimestamp(instant)],
+      );
+    }
+    await sql(t, 'UPDATE members SET quota_balance = 47 WHERE id = ?', [member.id]);
+    const at = await get(`${BALANCE(member.id)}?at=${instant.toISOString()}`, service);
+    expect(at.body.data).toEqual(expect.objectContaining({ balance: 47, as_of: instant.toISOString() }));
+    const statement = await get(
+      `${STATEMENT(member.id)}?from=${instant.toISOString()}&to=${instant.toISOString()}`,
+      admin,
+    );
+    expect(statement.body.data).toEqual(
+      expect.objectContaining({
+        opening_balance: 50,
+        closing_balance: 47,
+        totals: { consumption: { count: 2, units: -3 } },
+      }),
+    );
+  });
+
   it("defaults to the member's creation until now, and refuses from > to, a future end and bad instants", async () => {
     const { id } = await memberWithHistory();
     const [member] = await sql<{ created_at: unknown }>(t, 'SELECT created_at FROM members WHERE id = ?', [id]);

@@ -5,7 +5,7 @@ import type { HistoryReason } from './entities/quota-history.entity';
 /**
  * How far before an instant a hold still open at it can have been made: a hold lives at most its
  * TTL (86,400 s) plus however late the expiry sweep settles it. Holds made earlier than this are
- * counted only while still `held` (a sweep stopped for a week); see heldAt().
+ * counted only while still `held` (a sweep stopped for a week); see HELD_OLD_WHERE.
  */
 export const HOLD_LOOKBACK_MS = 8 * 86_400_000;
 /** A hold made before an instant minus HOLD_LOOKBACK_MS expired (by its TTL) at least this long before it. */

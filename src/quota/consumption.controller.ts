@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { ErrorCode } from '../common/error-codes';
 import type { HttpReply } from '../common/http';
@@ -8,6 +8,7 @@ import { ApiProblems } from '../openapi/problems';
 import { BalanceSchema, QuotaChangeSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
+import { BalanceQuery } from './dto/statement.dto';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
@@ -45,12 +46,14 @@ function balanceJson(view: BalanceView) {
       external_id: view.externalId,
       membership_type: view.membershipType,
       balance: view.balance,
+      held: view.held,
       max_quota: view.maxQuota,
       reset_period: view.resetPeriod,
       period_started_at: view.periodStartedAt?.toISOString() ?? null,
       next_reset_at: view.nextResetAt?.toISOString() ?? null,
       is_active: view.isActive,
       config_active: view.configActive,
+      ...(view.asOf ? { as_of: view.asOf.toISOString() } : {}),
     },
   };
 }
@@ -97,17 +100,20 @@ export class ConsumptionController {
   }
 
   @Get('members/:id')
-  @ApiOperation({ summary: "A member's balance, max, period and next reset (a member token: its own only)" })
+  @ApiOperation({
+    summary:
+      "A member's balance, max, period and next reset, or its balance at an instant with `at` (a member token: its own only)",
+  })
   @ApiDataResponse(BalanceSchema, { headers: QUOTA_HEADERS })
   @ApiProblems('not_found', 'validation_failed')
   @Roles('admin', 'service', 'member')
   async balance(
-    @NoQuery() _query: undefined,
+    @Query() query: BalanceQuery,
     @CurrentPrincipal() caller: Principal,
     @Param('id', MemberIdPipe) id: string,
     @Res({ passthrough: true }) res: HttpReply,
   ) {
-    const { view, headers } = await this.quota.balance(caller, id);
+    const { view, headers } = await this.quota.balance(caller, id, query.at);
     send(res, headers);
     return balanceJson(view);
   }

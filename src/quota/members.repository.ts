@@ -11,6 +11,8 @@ export interface MemberBalance {
   readonly externalId: string;
   readonly membershipType: string;
   readonly balance: number;
+  /** Units in the member's open holds (members.quota_held). */
+  readonly held: number;
   readonly isActive: boolean;
   readonly periodStartedAt: Date | null;
   readonly maxQuota: number;
@@ -62,13 +64,14 @@ export class MembersRepository {
       external_id: string;
       membership_type: string;
       quota_balance: number;
+      quota_held: number;
       is_active: unknown;
       period_started_at: unknown;
       max_quota: number;
       reset_period: ResetPeriod;
       config_active: unknown;
     }>(
-      `SELECT m.id, m.external_id, m.membership_type, m.quota_balance, m.is_active, m.period_started_at,
+      `SELECT m.id, m.external_id, m.membership_type, m.quota_balance, m.quota_held, m.is_active, m.period_started_at,
               c.max_quota, c.reset_period, c.is_active AS config_active
          FROM members m JOIN member_quota_config c ON c.membership_type = m.membership_type
         WHERE m.id = ?`,
@@ -81,6 +84,7 @@ export class MembersRepository {
       externalId: row.external_id,
       membershipType: row.membership_type,
       balance: Number(row.quota_balance),
+      held: Number(row.quota_held),
       isActive: readBoolean(row.is_active),
       periodStartedAt: readNullableTimestamp(row.period_started_at),
       maxQuota: Number(row.max_quota),

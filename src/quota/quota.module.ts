@@ -25,12 +25,22 @@ import { MembersService } from './members.service';
 import { OperationRecordsRepository } from './operation-records.repository';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
+import { StatementController } from './statement.controller';
+import { StatementRepository } from './statement.repository';
+import { StatementService } from './statement.service';
 
 @Module({
   imports: [DatabaseModule, AuditModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
-  controllers: [ConsumptionController, HoldsController, ConfigsController, MembersController, AdminQuotaController],
+  controllers: [
+    ConsumptionController,
+    HoldsController,
+    ConfigsController,
+    MembersController,
+    AdminQuotaController,
+    StatementController,
+  ],
   providers: [
     QuotaMetrics,
     ConfigsRepository,
@@ -52,6 +62,8 @@ import { QuotaService } from './quota.service';
     HoldsRepository,
     HoldsService,
     HoldExpiryService,
+    StatementRepository,
+    StatementService,
   ],
   exports: [
     LedgerService,

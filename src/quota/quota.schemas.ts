@@ -1,4 +1,4 @@
-import { ApiProperty, ApiSchema } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { ID, TIMESTAMP, INT32, SLUG } from '../openapi/schemas';
 import { RESET_PERIODS, type ResetPeriod } from './entities/quota-config.entity';
 import { HISTORY_REASONS, type HistoryReason } from './entities/quota-history.entity';
@@ -42,7 +42,15 @@ export class BalanceSchema {
   @ApiProperty(ID) member_id!: string;
   @ApiProperty({ type: String, example: 'user-1001' }) external_id!: string;
   @ApiProperty(SLUG) membership_type!: string;
-  @ApiProperty({ ...INT32, minimum: 0, example: 42 }) balance!: number;
+  @ApiProperty({ ...INT32, minimum: 0, example: 42, description: 'Now, or at `as_of` when `at` was given.' })
+  balance!: number;
+  @ApiProperty({
+    ...INT32,
+    minimum: 0,
+    example: 0,
+    description: "Units in the member's open holds (at `as_of` when `at` was given), not part of `balance`.",
+  })
+  held!: number;
   @ApiProperty({ ...INT32, minimum: 0, example: 50 }) max_quota!: number;
   @ApiProperty({ enum: RESET_PERIODS, enumName: 'ResetPeriod' }) reset_period!: ResetPeriod;
   @ApiProperty({ ...TIMESTAMP, nullable: true }) period_started_at!: string | null;
@@ -51,6 +59,11 @@ export class BalanceSchema {
   @ApiProperty({ type: Boolean }) is_active!: boolean;
   @ApiProperty({ type: Boolean, description: "Whether the membership type's config is active." })
   config_active!: boolean;
+  @ApiPropertyOptional({
+    ...TIMESTAMP,
+    description: 'The instant `at` asked for; only `balance` and `held` are as of then, the rest is now.',
+  })
+  as_of?: string;
 }
 
 @ApiSchema({ name: 'QuotaChange', description: 'The result of a consume or refund.' })

@@ -20,6 +20,8 @@ import { MembersRepository } from './members.repository';
 import { InsufficientQuotaError, type ConfigInactiveError, type MemberInactiveError } from './quota.errors';
 import type { QuotaConfigView } from './quota.views';
 import { nextResetAt } from './reset-schedule';
+import { StatementRepository } from './statement.repository';
+import { noBalanceYet, pastInstant } from './statement.service';
 
 /** X-Quota-Limit (the type's max_quota), X-Quota-Remaining and X-Quota-Reset (next reset, ISO-8601). */
 export type QuotaHeaders = Readonly<Record<string, string>>;
@@ -34,13 +36,18 @@ export interface BalanceView {
   readonly memberId: string;
   readonly externalId: string;
   readonly membershipType: string;
+  /** Now, or at `asOf` when asked for an instant. */
   readonly balance: number;
+  /** Units in the member's open holds (at `asOf` when asked for an instant). */
+  readonly held: number;
   readonly maxQuota: number;
   readonly resetPeriod: ResetPeriod;
   readonly periodStartedAt: Date | null;
   readonly nextResetAt: Date | null;
   readonly isActive: boolean;
   readonly configActive: boolean;
+  /** The instant asked for; the other fields describe now. */
+  readonly asOf?: Date;
 }
 
 export interface AmountRequest {
@@ -67,6 +74,7 @@ export class QuotaService {
     private readonly audit: AuditService,
     private readonly metrics: QuotaMetrics,
     private readonly config: AppConfig,
+    private readonly statements: StatementRepository,
   ) {}
 
   /** A member's token reaches only its own member; any other id answers as if it did not exist. */
@@ -79,23 +87,42 @@ export class QuotaService {
     return caller.memberId;
   }
 
-  async balance(caller: Principal, memberId: string): Promise<{ view: BalanceView; headers: QuotaHeaders }> {
+  /**
+   * A member's balance now, or as the ledger says it stood at `at` (an ISO-8601 instant, not in the
+   * future). The headers describe now either way.
+   */
+  async balance(
+    caller: Principal,
+    memberId: string,
+    at?: string,
+  ): Promise<{ view: BalanceView; headers: QuotaHeaders }> {
     this.assertReachable(caller, memberId);
-    const member = await this.db.read((s) => this.members.balanceWithConfig(s, memberId));
+    const now = new Date();
+    const asOf = at === undefined ? undefined : pastInstant('at', at, now);
+    const { member, past } = await this.db.read(async (s) => {
+      const found = await this.members.balanceWithConfig(s, memberId);
+      return {
+        member: found,
+        past: found && asOf ? await this.statements.balanceAt(s, memberId, asOf) : undefined,
+      };
+    });
     if (!member) throw new NotFoundError('Member');
+    if (past && past.balance === null) throw noBalanceYet();
     const view: BalanceView = {
       memberId: member.memberId,
       externalId: member.externalId,
       membershipType: member.membershipType,
-      balance: member.balance,
+      balance: past ? past.balance! : member.balance,
+      held: past ? past.held : member.held,
       maxQuota: member.maxQuota,
       resetPeriod: member.resetPeriod,
       periodStartedAt: member.periodStartedAt,
-      nextResetAt: nextResetAt(member.resetPeriod, new Date(), this.config.quota.timezone),
+      nextResetAt: nextResetAt(member.resetPeriod, now, this.config.quota.timezone),
       isActive: member.isActive,
       configActive: member.configActive,
+      ...(asOf ? { asOf } : {}),
     };
-    return { view, headers: this.headers(view.balance, { maxQuota: view.maxQuota, resetPeriod: view.resetPeriod }) };
+    return { view, headers: this.headers(member.balance, { maxQuota: view.maxQuota, resetPeriod: view.resetPeriod }) };
   }
 
   async consume(caller: Principal, memberId: string, request: AmountRequest, key?: string): Promise<QuotaChange> {

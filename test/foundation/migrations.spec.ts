@@ -55,8 +55,9 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('Case-1', 'exact', 1), ('case-1', 'exact', 1)",
     );
     expect(await dataSource.showMigrations()).toBe(false);
-    // Newest first: the holds, the analytics gaps, the membership type columns, the operation-error
-    // rewrite (nothing to undo), then the exact external ids.
+    // Newest first: the ledger's time index, the holds, the analytics gaps, the membership type
+    // columns, the operation-error rewrite (nothing to undo), then the exact external ids.
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
@@ -97,7 +98,8 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('typed-1', 'type-b', 9)",
     );
     const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'typed-1'");
-    // Newest first: the holds, the analytics gaps, then the membership type columns.
+    // Newest first: the ledger's time index, the holds, the analytics gaps, then the membership type columns.
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
@@ -149,6 +151,14 @@ describe(`migrations on ${testDriver}`, () => {
           'idx_member_quota_history_created_at',
         ]),
       );
+      // Balances in time: a member's ledger in time order, with what a statement's totals read.
+      expect(history!.indices.find((i) => i.name === 'idx_member_quota_history_member_time')?.columnNames).toEqual([
+        'member_id',
+        'created_at',
+        'id',
+        'reason',
+        'delta',
+      ]);
     } finally {
       await runner.release();
     }

@@ -41,6 +41,7 @@ describe('consumption', () => {
         external_id: member.externalId,
         membership_type: config.membershipType,
         balance: 50,
+        held: 0,
         max_quota: 50,
         reset_period: 'daily',
         period_started_at: expect.stringMatching(ISO_MS),

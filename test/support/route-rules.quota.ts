@@ -19,6 +19,7 @@ export const QUOTA_ROUTE_RULES: readonly RouteRule[] = [
   { method: 'POST', path: '/api/v1/admin/quota/members/:id/adjust', allowed: READERS },
   { method: 'GET', path: '/api/v1/admin/quota/history', allowed: READERS },
   { method: 'GET', path: '/api/v1/admin/quota/integrity', allowed: READERS },
+  { method: 'GET', path: '/api/v1/admin/quota/members/:id/statement', allowed: READERS },
 
   // A member token reaches only its own member here (another id answers 404, as if unknown).
   { method: 'GET', path: '/api/v1/quota/members/:id', allowed: ['admin', 'service', 'member'] },

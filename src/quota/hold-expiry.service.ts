@@ -43,23 +43,31 @@ export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationS
     stopScheduled(this.scheduler, HOLD_EXPIRY_INTERVAL);
   }
 
-  /** Expires every hold due by `now`; returns how many this call expired. */
+  /**
+   * Expires every hold due by `now`; returns how many this call expired. A hold that cannot be
+   * given back now (its units would take the balance above 2^31-1) is logged and left for the next
+   * sweep: it must not keep the holds behind it (other members' too) from coming back.
+   */
   async sweep(now = new Date()): Promise<number> {
     let expired = 0;
+    const skipped = new Set<string>();
     for (;;) {
-      const due = await this.db.read((s) => this.holds.due(s, now, SWEEP_BATCH));
-      let failed = 0;
-      for (const hold of due) {
+      const limit = SWEEP_BATCH + skipped.size;
+      const due = await this.db.read((s) => this.holds.due(s, now, limit));
+      const todo = due.filter((hold) => !skipped.has(hold.id));
+      for (const hold of todo) {
         try {
           if (await this.service.expire(hold, now)) expired++;
         } catch (err) {
-          // One hold that cannot be given back (its member's balance would pass 2^31-1) must not
-          // keep the others waiting; it is tried again on the next run.
-          failed++;
-          this.logger.warn({ err, holdId: hold.id, memberId: hold.memberId }, 'a hold could not be expired');
+          skipped.add(hold.id);
+          this.logger.warn(
+            { err, holdId: hold.id, memberId: hold.memberId },
+            'an expired hold could not be given back',
+          );
         }
       }
-      if (due.length < SWEEP_BATCH || failed > 0) break;
+      // Every hold of `todo` has left the due list or is skipped from now on, so this ends.
+      if (due.length < limit || todo.length === 0) break;
     }
     const open = await this.db.read((s) => this.holds.openTotals(s));
     this.metrics.holdsOpen.set(open.count);

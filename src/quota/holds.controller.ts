@@ -35,6 +35,8 @@ const SETTLE_PROBLEMS: readonly ErrorCode[] = [
   'validation_failed',
   'hold_settled',
   'hold_expired',
+  // Giving the hold back would take a balance raised meanwhile above 2^31-1.
+  'balance_out_of_range',
   'idempotency_key_mismatch',
   'idempotency_key_in_use',
 ];

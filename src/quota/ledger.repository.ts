@@ -22,7 +22,8 @@ export interface UpdatedBalance {
  * The conditions a balance change must meet, in the order a refusal names them (the caller first:
  * a token that no longer holds learns nothing about the member).
  */
-export type ChangeCondition = 'callerHolds' | 'memberActive' | 'configActive' | 'notBelowZero' | 'notAboveMax';
+export type ChangeCondition =
+  'callerHolds' | 'memberActive' | 'configActive' | 'notBelowZero' | 'notAboveMax' | 'heldNotAboveMax';
 
 /** What a refusal is explained from: the member as it is now and the first condition it fails. */
 export interface MemberState {
@@ -61,6 +62,8 @@ const CONDITION_SQL: Readonly<Record<ChangeCondition, string>> = {
   configActive: 'c.is_active = 1',
   notBelowZero: 'members.quota_balance + ? >= 0',
   notAboveMax: `members.quota_balance + ? <= ${MAX_BALANCE}`,
+  // members.quota_held has the same range as the balance (its CHECK constraint).
+  heldNotAboveMax: `members.quota_held + ? <= ${MAX_BALANCE}`,
 };
 
 interface AppliedCondition {
@@ -79,6 +82,8 @@ function conditionsOf(change: LedgerChange): AppliedCondition[] {
     conditions.push({ name: 'memberActive', params: [] }, { name: 'configActive', params: [] });
   }
   conditions.push({ name: 'notBelowZero', params: [change.delta] }, { name: 'notAboveMax', params: [change.delta] });
+  if (change.heldDelta && change.heldDelta > 0)
+    conditions.push({ name: 'heldNotAboveMax', params: [change.heldDelta] });
   return conditions;
 }
 

@@ -10,6 +10,7 @@ import { LedgerRepository, MAX_BALANCE, type MemberState, type UpdatedBalance } 
 import {
   BalanceOutOfRangeError,
   ConfigInactiveError,
+  HeldOutOfRangeError,
   InsufficientQuotaError,
   MemberInactiveError,
   MembersExistError,
@@ -265,6 +266,8 @@ export class LedgerService {
         throw new NegativeBalanceError(state.balance);
       case 'notAboveMax':
         throw new BalanceOutOfRangeError(state.balance);
+      case 'heldNotAboveMax':
+        throw new HeldOutOfRangeError();
       case null:
         return;
     }

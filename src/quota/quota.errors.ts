@@ -46,6 +46,13 @@ export class BalanceOutOfRangeError extends AppError {
   }
 }
 
+/** A new hold that would make the member's open holds keep more than 2^31-1 units (the range of quota_held). */
+export class HeldOutOfRangeError extends ValidationFailedError {
+  constructor() {
+    super([{ field: 'amount', message: "the member's open holds would keep more than 2147483647 units" }]);
+  }
+}
+
 export class IdempotencyKeyMismatchError extends AppError {
   constructor() {
     super(

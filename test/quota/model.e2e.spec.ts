@@ -1,6 +1,7 @@
 import request, { type Response } from 'supertest';
 import { bearer, loginAs } from '../support/auth';
 import { createConfig, createMember, historyOf, ledgerReport, sql } from '../support/quota-factories';
+import { mulberry32 } from '../support/seeded-random';
 import { startTestApp, type TestApp } from '../support/test-app';
 
 /**
@@ -10,17 +11,6 @@ import { startTestApp, type TestApp } from '../support/test-app';
 const SEED = Number(process.env.QUOTA_MODEL_SEED ?? 20261123);
 const STEPS = 400;
 const INT_MAX = 2_147_483_647;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ModelMember {
   id: string;

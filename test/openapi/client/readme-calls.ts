@@ -209,6 +209,24 @@ async function main(): Promise<void> {
   if (!openHolds.data) fail('list holds', openHolds.response, openHolds.error);
   expectEqual('open holds', openHolds.data.data.length, 0);
 
+  // Balances in time: the balance at an instant, and a statement whose totals add up.
+  const before = new Date(Date.now() - 1).toISOString();
+  const atInstant = await api.GET('/api/v1/quota/members/{id}', {
+    params: { path: { id: memberId }, query: { at: before } },
+  });
+  calls++;
+  if (!atInstant.data) fail('balance at an instant', atInstant.response, atInstant.error);
+  expectEqual('balance at an instant', atInstant.data.data.balance, 96);
+  expectEqual('as_of', atInstant.data.data.as_of, before);
+  const statement = await api.GET('/api/v1/admin/quota/members/{id}/statement', {
+    params: { path: { id: memberId } },
+  });
+  calls++;
+  if (!statement.data) fail('statement', statement.response, statement.error);
+  const units = Object.values(statement.data.data.totals).reduce((sum, total) => sum + total.units, 0);
+  expectEqual('closing balance', statement.data.data.closing_balance, statement.data.data.opening_balance + units);
+  expectEqual('closing balance now', statement.data.data.closing_balance, 96);
+
   // Member ids as docs/api.md sends them: JSON integers (strings of digits work too).
   const bulk = await api.POST('/api/v1/admin/quota/bulk-adjust', {
     params: { header: { 'Idempotency-Key': 'spring-campaign-2026' } },

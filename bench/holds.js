@@ -16,7 +16,8 @@
  * bench/run.js drives it, ties the loop's figures to that benchmark's. Afterwards the ledger is
  * checked: balance = sum of deltas for every member, no units left held, every hold settled once
  * with its ledger rows, and no 5xx answer anywhere. Each run also reports the CPU the load generator
- * (this process) used, and the output the machine's load average before and after.
+ * (this process) used and the service's CPU time per operation, which other work on a shared
+ * machine moves far less than throughput; the output ends with the load average before and after.
  * Loopback only, on a database created for the run and dropped afterwards, within a hard time limit.
  *
  * Settings (environment): BENCH_DURATION (s, 15), BENCH_WARMUP (s, 3), BENCH_CONNECTIONS (64),
@@ -94,6 +95,14 @@ const HOT_BALANCE = 2_000_000_000;
 const REQUEST_TIMEOUT_MS = 10_000;
 const HOLD_AMOUNT = 2;
 const COMMIT_AMOUNT = 1;
+/** The kernel's clock ticks per second for /proc/<pid>/stat (getconf CLK_TCK; 100 on Linux here). */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(require('node:child_process').execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  } catch {
+    return 100;
+  }
+})();
 let database = null;
 
 /** The same members as bench/run.js: one 'bench' type, the first member hot with a large balance. */
@@ -320,16 +329,38 @@ function autocannonConsume({ target, token, pick, seconds }) {
   });
 }
 
-/** One measured run, with the CPU the load generator (this process) used, as a share of one core. */
+/** CPU seconds a process has used so far (user + system, from /proc); NaN where /proc is not available. */
+function cpuSeconds(pid) {
+  try {
+    const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * One measured run, with the CPU the load generator (this process) used, as a share of one core,
+ * and the service's CPU time per completed operation: unlike throughput, the latter hardly moves
+ * when other work shares the machine.
+ */
 async function measure(scenario, options) {
   const cpu = process.cpuUsage();
+  const serviceCpu = cpuSeconds(options.servicePid);
   const started = process.hrtime.bigint();
   const result = await (scenario === 'consume-autocannon'
     ? autocannonConsume(options)
     : loop({ ...options, operation: operations[scenario] }));
   const used = process.cpuUsage(cpu);
-  const wallUs = Number(process.hrtime.bigint() - started) / 1e3;
-  return { ...result, clientCpu: (used.user + used.system) / wallUs };
+  const wallSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const serviceSeconds = cpuSeconds(options.servicePid) - serviceCpu;
+  return {
+    ...result,
+    clientCpu: (used.user + used.system) / 1e6 / wallSeconds,
+    serviceCpu: serviceSeconds / wallSeconds,
+    serviceMsPerOp: result.ops > 0 ? (serviceSeconds * 1000) / result.ops : NaN,
+  };
 }
 
 const ms = (value) => (Number.isFinite(value) ? value.toFixed(1) : '-');
@@ -345,6 +376,8 @@ function table(rows) {
     'ops',
     'failed ops',
     'client CPU',
+    'service CPU',
+    'service CPU ms/op',
     'per request p50/p99 ms',
   ];
   const lines = rows.map((r) => [
@@ -357,12 +390,14 @@ function table(rows) {
     String(r.ops),
     String(r.failedOps),
     `${(r.clientCpu * 100).toFixed(0)} %`,
+    `${(r.serviceCpu * 100).toFixed(0)} %`,
+    Number.isFinite(r.serviceMsPerOp) ? r.serviceMsPerOp.toFixed(2) : '-',
     Object.entries(r.steps)
       .map(([step, s]) => `${step} ${ms(s.p50)}/${ms(s.p99)}`)
       .join(', ') || '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const left = new Set([0, 1, 9]);
+  const left = new Set([0, 1, 11]);
   const fmt = (cells) =>
     cells
       .map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i])))
@@ -558,7 +593,7 @@ async function main() {
       // Alternate the order so no scenario always runs on the warmest (or the fullest) database.
       const order = round % 2 === 1 ? settings.scenarios : [...settings.scenarios].reverse();
       for (const scenario of order) {
-        const options = { target, token, pick: pickers[pickName] };
+        const options = { target, token, pick: pickers[pickName], servicePid: service.child.pid };
         if (settings.warmup > 0) await measure(scenario, { ...options, seconds: settings.warmup });
         log(`round ${round}: ${scenario} on ${pickName} members for ${settings.duration} s`);
         const result = await measure(scenario, { ...options, seconds: settings.duration });
@@ -608,7 +643,8 @@ async function main() {
       if (!held) continue;
       out.push(
         `${pick} ${scenario} / consume (same load loop, best run of each): ops/s ${(held.opsPerSecond / consume.opsPerSecond).toFixed(2)}x, ` +
-          `req/s ${(held.rps / consume.rps).toFixed(2)}x, p50 ${(held.p50 / consume.p50).toFixed(2)}x, p99 ${(held.p99 / consume.p99).toFixed(2)}x`,
+          `req/s ${(held.rps / consume.rps).toFixed(2)}x, p50 ${(held.p50 / consume.p50).toFixed(2)}x, p99 ${(held.p99 / consume.p99).toFixed(2)}x, ` +
+          `service CPU per op ${(held.serviceMsPerOp / consume.serviceMsPerOp).toFixed(2)}x`,
       );
     }
     const cannon = best('consume-autocannon', pick);

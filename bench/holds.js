@@ -646,6 +646,15 @@ async function main() {
           `req/s ${(held.rps / consume.rps).toFixed(2)}x, p50 ${(held.p50 / consume.p50).toFixed(2)}x, p99 ${(held.p99 / consume.p99).toFixed(2)}x, ` +
           `service CPU per op ${(held.serviceMsPerOp / consume.serviceMsPerOp).toFixed(2)}x`,
       );
+      if (settings.rounds > 1) {
+        // Each round's own ratio: its two runs are closest in time, so they shared the machine's mood.
+        const perRound = [];
+        for (let round = 1; round <= settings.rounds; round++) {
+          const of = (name) => rows.find((r) => r.round === round && r.pick === pick && r.scenario === name);
+          perRound.push((of(scenario).opsPerSecond / of('consume').opsPerSecond).toFixed(2));
+        }
+        out.push(`  ops/s ratio in each round: ${perRound.join(', ')}`);
+      }
     }
     const cannon = best('consume-autocannon', pick);
     if (cannon) {

@@ -45,8 +45,7 @@ export class Holds1765100000000 implements MigrationInterface {
       ],
       indices: [
         { name: 'idx_quota_holds_status_expires', columnNames: ['status', 'expires_at'] },
-        // Covers "what did the member's holds keep at t" (created_at <= t, settled_at > t) with no row reads.
-        { name: 'idx_quota_holds_member', columnNames: ['member_id', 'created_at', 'settled_at', 'amount'] },
+        { name: 'idx_quota_holds_member', columnNames: ['member_id', 'created_at'] },
       ],
       foreignKeys: [
         {

@@ -211,11 +211,13 @@ export class HoldsService {
     settlement: Settlement,
   ): Promise<HoldChange> {
     let lapsed = false;
+    let settledAt: Date | undefined;
     try {
       const { value, replayed } = await this.idempotency.runKeyed(
         this.keyed(caller, key, operation, hold.memberId, body),
         async (s) => {
           const now = new Date();
+          settledAt = now;
           if (!(await this.holds.settle(s, hold.id, settlement, now))) {
             const current = (await this.holds.find(s, hold.id)) ?? hold;
             if (current.status === 'held' || current.status === 'expired') {
@@ -240,9 +242,11 @@ export class HoldsService {
         (rows) => Promise.resolve(rows[0]),
       );
       if (!replayed) this.metrics.holdsSettled.inc({ outcome: settlement.status });
-      const settled = await this.load(hold.id);
+      // A replay reads the hold as its first settlement left it; a settlement knows it already.
+      const settled: HoldRow =
+        replayed || settledAt === undefined ? await this.load(hold.id) : { ...hold, ...settlement, settledAt };
       return {
-        hold: holdView(settled),
+        hold: holdView(settled, settledAt),
         balance: value.balanceAfter,
         replayed,
         headers: await this.quota.headersFor(value.balanceAfter, value.configId),

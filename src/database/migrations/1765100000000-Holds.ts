@@ -45,6 +45,9 @@ export class Holds1765100000000 implements MigrationInterface {
       ],
       indices: [
         { name: 'idx_quota_holds_status_expires', columnNames: ['status', 'expires_at'] },
+        // Also the foreign key's index: it must hold no column a settlement changes. InnoDB checks
+        // the parent row (a shared lock on the member) whenever an entry of the foreign key's index
+        // changes, and two settlements of one member would then deadlock upgrading it.
         { name: 'idx_quota_holds_member', columnNames: ['member_id', 'created_at'] },
       ],
       foreignKeys: [

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { CurrentPrincipal, Roles } from '../auth/decorators';
+import { ChecksCallerInTransaction, CurrentPrincipal, Roles } from '../auth/decorators';
 import type { Principal } from '../auth/principal';
 import type { ErrorCode } from '../common/error-codes';
 import type { HttpReply } from '../common/http';
@@ -85,6 +85,7 @@ export class HoldsController {
   @ApiDataResponse(HoldChangeSchema, { status: 201, headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
   @ApiProblems(...CREATE_PROBLEMS)
   @HttpCode(201)
+  @ChecksCallerInTransaction()
   @Roles('admin', 'service')
   async create(
     @NoQuery() _query: undefined,
@@ -103,6 +104,7 @@ export class HoldsController {
   @ApiDataResponse(HoldChangeSchema, { status: 201, headers: { ...QUOTA_HEADERS, ...REPLAY_HEADER } })
   @ApiProblems(...CREATE_PROBLEMS)
   @HttpCode(201)
+  @ChecksCallerInTransaction()
   @Roles('member')
   async createOwn(
     @NoQuery() _query: undefined,

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { compactSql, readTimestamp, sqlTimestamp, type SqlSession, type Statement } from '../database/sql-session';
 import type { HoldStatus } from './entities/quota-hold.entity';
 
 /** A hold as stored (`status` as stored: an open hold past its time is still `held` here). */
@@ -73,6 +73,25 @@ export class HoldsRepository {
     );
     if (result.insertId === null) throw new Error('hold insert returned no id');
     return result.insertId;
+  }
+
+  /**
+   * insert() as the statement that follows a hold's balance update in its batch (MySQL): written
+   * only when the update matched (`ROW_COUNT() = 1`).
+   */
+  insertAfterChangeStatement(hold: NewHold): Statement {
+    return {
+      sql: compactSql(`INSERT INTO quota_holds (member_id, amount, status, note, created_by, created_at, expires_at)
+                       SELECT ?, ?, 'held', ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() = 1`),
+      params: [
+        hold.memberId,
+        hold.amount,
+        hold.note,
+        hold.createdBy,
+        sqlTimestamp(hold.createdAt),
+        sqlTimestamp(hold.expiresAt),
+      ],
+    };
   }
 
   async find(s: SqlSession, id: string): Promise<HoldRow | null> {

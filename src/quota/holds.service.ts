@@ -5,7 +5,7 @@ import { NotFoundError, ValidationFailedError } from '../common/app-error';
 import { QuotaDatabase } from '../database/database';
 import type { SqlSession } from '../database/sql-session';
 import { IdempotencyService, type IdempotentOperation, type IdempotentRequest } from './idempotency.service';
-import { HoldsRepository, type HoldRow, type HoldsFilter, type Settlement } from './holds.repository';
+import { HoldsRepository, type HoldRow, type HoldsFilter, type NewHold, type Settlement } from './holds.repository';
 import { LedgerService, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
 import { HoldExpiredError, HoldSettledError } from './quota.errors';
@@ -78,63 +78,50 @@ export class HoldsService {
     this.quota.assertReachable(caller, memberId);
     const ttlSeconds = request.ttlSeconds ?? HOLD_TTL_DEFAULT_SECONDS;
     const body = { amount: request.amount, ttl_seconds: request.ttlSeconds, note: request.note };
+    const createdAt = new Date();
+    const made: NewHold = {
+      memberId,
+      amount: request.amount,
+      note: request.note ?? null,
+      createdBy: caller.userId,
+      createdAt,
+      expiresAt: new Date(createdAt.getTime() + ttlSeconds * 1000),
+    };
     try {
-      const { value, replayed } = await this.idempotency.runKeyed(
+      // One round trip on MySQL, as a consume: the update, the hold row, its `hold` row and the key.
+      const { entry, replayed } = await this.idempotency.runChange(
         this.keyed(caller, key, 'hold', memberId, body),
-        async (s) => {
-          const createdAt = new Date();
-          const expiresAt = new Date(createdAt.getTime() + ttlSeconds * 1000);
-          let hold: HoldRow | undefined;
-          const entry = await this.ledger.apply(
-            s,
-            {
-              memberId,
-              delta: -request.amount,
-              heldDelta: request.amount,
-              reason: 'hold',
-              actor: caller.userId,
-              note: request.note,
-              idempotencyKey: key,
-              requireActive: true,
-            },
-            async () => {
-              const fields = { memberId, amount: request.amount, note: request.note ?? null, createdBy: caller.userId };
-              const id = await this.holds.insert(s, { ...fields, createdAt, expiresAt });
-              hold = {
-                ...fields,
-                id,
-                status: 'held',
-                committedAmount: null,
-                releasedAmount: null,
-                createdAt,
-                expiresAt,
-                settledAt: null,
-              };
-              return id;
-            },
-          );
-          return { entry, hold: hold! };
+        {
+          memberId,
+          delta: -request.amount,
+          heldDelta: request.amount,
+          reason: 'hold',
+          actor: caller.userId,
+          note: request.note,
+          idempotencyKey: key,
+          requireActive: true,
+          callerCheck: caller.pendingCheck,
         },
-        // The first answer: the hold as it was made, and the balance its `hold` row left.
-        async (rows) => {
-          const made = rows.find((row) => row.reason === 'hold') ?? rows[0];
-          const stored = await this.load(made.holdId);
-          const hold: HoldRow = {
-            ...stored,
+        { statement: this.holds.insertAfterChangeStatement(made), insert: (s) => this.holds.insert(s, made) },
+      );
+      // A replay wrote nothing, so nothing checked the caller on the way (see PendingCallerCheck).
+      await caller.pendingCheck?.settle();
+      // A replay answers what the first request was told: the hold as it was made.
+      const hold: HoldRow = replayed
+        ? {
+            ...(await this.load(entry.holdId)),
             status: 'held',
             committedAmount: null,
             releasedAmount: null,
             settledAt: null,
-          };
-          return { entry: made, hold };
-        },
-      );
+          }
+        : { ...made, id: entry.holdId!, status: 'held', committedAmount: null, releasedAmount: null, settledAt: null };
       if (!replayed) this.metrics.holdsCreated.inc();
       return {
-        hold: holdView(value.hold, value.hold.createdAt),
-        balance: value.entry.balanceAfter,
+        hold: holdView(hold, hold.createdAt),
+        balance: entry.balanceAfter,
         replayed,
-        headers: await this.quota.headersFor(value.entry.balanceAfter, value.entry.configId),
+        headers: await this.quota.headersFor(entry.balanceAfter, entry.configId),
       };
     } catch (err) {
       throw await this.quota.withQuotaHeaders(err);

@@ -7,7 +7,7 @@ import { AppError } from '../common/app-error';
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaDatabase } from '../database/database';
-import { dbErrorKind, type SqlSession, type TransactionOptions } from '../database/sql-session';
+import { dbErrorKind, type SqlSession, type Statement, type TransactionOptions } from '../database/sql-session';
 import { IDEMPOTENCY_TTL_MS, IdempotencyRepository, type KeyClaim } from './idempotency.repository';
 import { IdempotencyKeyInUseError, IdempotencyKeyMismatchError } from './quota.errors';
 
@@ -26,6 +26,15 @@ export interface IdempotentRequest {
   readonly memberId: string;
   /** The validated body; absent fields and undefined are the same. */
   readonly body: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The hold row a change makes (a new hold): as the statement that follows the change's update in
+ * its batch, and as an insert in a session (SQLite), returning the row's id.
+ */
+export interface NewHoldRow {
+  readonly statement: Statement;
+  insert(s: SqlSession): Promise<string>;
 }
 
 export interface IdempotentOutcome {
@@ -83,9 +92,15 @@ export class IdempotencyService {
    * committed key: a replay answers what the first request was told, even if the same change
    * would now be refused.
    */
-  async runChange(request: IdempotentRequest | null, change: LedgerChange): Promise<IdempotentOutcome> {
-    if (!this.db.batches) return this.run(request, (s) => this.ledger.apply(s, change));
-    if (!request) return { entry: await this.ledger.applyAlone(change), replayed: false };
+  async runChange(
+    request: IdempotentRequest | null,
+    change: LedgerChange,
+    newHold?: NewHoldRow,
+  ): Promise<IdempotentOutcome> {
+    if (!this.db.batches)
+      return this.run(request, (s) => this.ledger.apply(s, change, newHold && (() => newHold.insert(s))));
+    const holdInsert = newHold?.statement;
+    if (!request) return { entry: await this.ledger.applyAlone(change, undefined, { holdInsert }), replayed: false };
     const hash = keyHash(request.scope, request.key);
     const reqHash = requestHash(request);
     // MariaDB's claim does not wait for a concurrent holder of the key (see the class comment).
@@ -98,6 +113,7 @@ export class IdempotencyService {
         // MariaDB's claim does not wait (see claim()): its lock wait time-out means "in flight".
         const entry = await this.ledger.applyAlone(change, claim, {
           retryLockTimeouts: !this.db.boundsStatementLockWait,
+          holdInsert,
         });
         return { entry, replayed: false };
       } catch (err) {

@@ -117,6 +117,11 @@ const HISTORY_AFTER_UPDATE_SQL =
   compactSql(`INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note)
               SELECT m.id, ?, m.quota_balance, ?, ?, ?, ?, ? FROM members m WHERE m.id = ? AND ROW_COUNT() = 1`);
 
+/** The `hold` row of a new hold, after the hold row's insert in the same batch: LAST_INSERT_ID() is that row's id. */
+const HOLD_HISTORY_AFTER_INSERT_SQL =
+  compactSql(`INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, operation_id, idempotency_key, note, hold_id)
+              SELECT m.id, ?, m.quota_balance, ?, ?, ?, ?, ?, LAST_INSERT_ID() FROM members m WHERE m.id = ? AND ROW_COUNT() = 1`);
+
 /** A hold's change also moves the units its member's open holds keep (`members.quota_held`). */
 const HELD_SET = ', quota_held = quota_held + ?';
 
@@ -166,6 +171,16 @@ export class LedgerRepository {
    */
   changeStatements(change: LedgerChange): [Statement, Statement] {
     return [this.updateStatement(change), this.historyAfterUpdateStatement(change)];
+  }
+
+  /**
+   * changeStatements() for a new hold: the conditional update, then `holdInsert` (the hold row,
+   * written only when the update matched), then the `hold` history row naming the hold row just
+   * inserted, written only when it was.
+   */
+  holdStatements(change: LedgerChange, holdInsert: Statement): [Statement, Statement, Statement] {
+    const [update, history] = this.changeStatements(change);
+    return [update, holdInsert, { sql: HOLD_HISTORY_AFTER_INSERT_SQL, params: history.params }];
   }
 
   /** The balance left by changeStatements()' update, from its result; null when it matched no row. */

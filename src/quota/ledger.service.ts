@@ -106,20 +106,27 @@ export class LedgerService {
   async applyAlone(
     change: LedgerChange,
     followUp?: Statement,
-    options: { retryLockTimeouts?: boolean } = {},
+    options: { retryLockTimeouts?: boolean; holdInsert?: Statement } = {},
   ): Promise<LedgerEntry> {
-    const statements: Statement[] = this.ledger.changeStatements(change);
+    // A new hold: its row is inserted between the update and the history row that names it.
+    const { holdInsert } = options;
+    const statements: Statement[] = holdInsert
+      ? this.ledger.holdStatements(change, holdInsert)
+      : this.ledger.changeStatements(change);
     if (followUp) statements.push(followUp);
     for (let check = 0; ; check++) {
-      const [update, history, follow] = await this.db.batch(statements, options);
+      const [update, ...written] = await this.db.batch(statements, { retryLockTimeouts: options.retryLockTimeouts });
+      const hold = holdInsert ? written[0] : undefined;
+      const history = written[holdInsert ? 1 : 0];
       const updated = this.ledger.batchedChange(update);
       if (updated) {
-        if (history.affected !== 1 || (followUp && follow.affected !== 1) || history.insertId === null) {
+        if (written.some((result) => result.affected !== 1) || history.insertId === null || hold?.insertId === null) {
           throw new Error(`ledger batch for member ${change.memberId} wrote an unexpected number of rows`);
         }
-        return this.applied(change, updated, history.insertId);
+        const linked = hold?.insertId ? { ...change, holdId: hold.insertId } : change;
+        return this.applied(linked, updated, history.insertId);
       }
-      if (history.affected !== 0 || (followUp && follow.affected !== 0)) {
+      if (written.some((result) => result.affected !== 0)) {
         throw new Error(`ledger batch for member ${change.memberId} wrote rows without a balance change`);
       }
       const state = await this.db.read((s) => this.ledger.memberState(s, change));

@@ -54,6 +54,20 @@ describe('the caller check inside the consume and refund transaction', () => {
     expect(await balanceOf(t, caller.memberId)).toBe(8);
   });
 
+  it('making a hold checks the caller in its own transaction too: a disabled user gets 401 and nothing is held', async () => {
+    const caller = await knownService();
+    const hold = (body: object) =>
+      request(t.server).post(`/api/v1/quota/members/${caller.memberId}/holds`).set(bearer(caller.token)).send(body);
+    await hold({ amount: 1 }).expect(201);
+    await patchUser(caller.userId, { is_active: false });
+    const before = await quotaSnapshot(t);
+    expectProblem(await hold({ amount: 1 }), 401, 'invalid_token');
+    // What the request would otherwise have been told (insufficient_quota) is not said either.
+    expectProblem(await hold({ amount: 1000 }), 401, 'invalid_token');
+    expect(await quotaSnapshot(t)).toEqual(before);
+    expect(await balanceOf(t, caller.memberId)).toBe(7);
+  });
+
   it('says 401 rather than what the request would otherwise have been told', async () => {
     const caller = await knownService();
     const replayKey = randomUUID();

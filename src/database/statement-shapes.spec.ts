@@ -12,13 +12,20 @@ const SRC = join(__dirname, '..');
  * reads only rows its transaction has already locked, by primary key; other multi-row writes list
  * their rows as VALUES.
  */
-const ALLOWED: Record<string, string> = {
-  'quota/ledger.repository.ts: member_quota_history':
+const ALLOWED: Record<string, readonly string[]> = {
+  'quota/ledger.repository.ts: member_quota_history': [
     "the consume batch's history row: one row, read from the member row the same batch's UPDATE has just locked",
-  'quota/ledger-bulk.repository.ts: member_quota_history':
+    "a new hold's `hold` row: the same, with the id of the hold row the batch has just inserted",
+  ],
+  'quota/ledger-bulk.repository.ts: member_quota_history': [
     "a bulk chunk's history rows: reads only the chunk's member rows, by primary key, which the chunk has locked",
-  'quota/idempotency.repository.ts: idempotency_keys':
+  ],
+  'quota/idempotency.repository.ts: idempotency_keys': [
     'the idempotency claim: FROM DUAL (reads no table), into a table without AUTO_INCREMENT',
+  ],
+  'quota/holds.repository.ts: quota_holds': [
+    "a new hold's row in its batch: FROM DUAL (reads no table); its foreign key check reads the member row the batch's UPDATE has just locked",
+  ],
 };
 
 function sourceFiles(dir: string): string[] {
@@ -48,8 +55,14 @@ describe('statement shapes that cannot stall other writers', () => {
   });
 
   it('sends no INSERT ... SELECT beyond the reviewed ones (each reviewed statement once)', () => {
-    const reviewed = new Set(Object.keys(ALLOWED));
-    const unreviewed = insertSelects().filter((statement) => !reviewed.delete(statement));
+    const left = new Map(Object.entries(ALLOWED).map(([statement, reasons]) => [statement, reasons.length]));
+    const unreviewed = insertSelects().filter((statement) => {
+      const count = left.get(statement) ?? 0;
+      left.set(statement, count - 1);
+      return count === 0;
+    });
     expect(unreviewed).toEqual([]);
+    // Every reviewed statement is still there (a stale review would hide a new statement).
+    expect([...left].filter(([, count]) => count !== 0)).toEqual([]);
   });
 });

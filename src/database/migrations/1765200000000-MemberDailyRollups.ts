@@ -9,7 +9,9 @@ import { dialect } from './schema-helpers';
  *
  * Backfilled here from the rows the processor has already folded: ids up to its watermark, except
  * those in its open gaps (it folds them when they appear). The watermark row is locked first, so
- * no processor run commits between the watermark read and the copy.
+ * no processor run commits between the watermark read and the copy. Instances of the previous
+ * version must not run the tail processor once this has run (they would fold rows without adding
+ * them here): deploy the worker role with the migration.
  */
 export class MemberDailyRollups1765200000000 implements MigrationInterface {
   name = 'MemberDailyRollups1765200000000';
@@ -27,19 +29,22 @@ export class MemberDailyRollups1765200000000 implements MigrationInterface {
         { name: 'units', type: 'bigint', default: '0' },
       ],
     });
-    if (!d.isSqlite) {
-      await queryRunner.query(
-        "SELECT last_history_id FROM quota_analytics_state WHERE name = 'history_tail' FOR UPDATE",
-      );
-    }
+    const [state] = (await queryRunner.query(
+      `SELECT last_history_id FROM quota_analytics_state WHERE name = 'history_tail'${d.isSqlite ? '' : ' FOR UPDATE'}`,
+    )) as Array<{ last_history_id: unknown }>;
+    const watermark = Number(state?.last_history_id ?? 0);
     const day = d.isSqlite ? "substr(h.created_at, 1, 10) || ' 00:00:00.000'" : 'DATE(h.created_at)';
+    // Read by primary key range on MariaDB: the shared locks INSERT ... SELECT takes stay on the
+    // folded rows (append-only, nobody waits for them) and the gap before the first row after the
+    // watermark, so new ledger rows, appended after it, are not held up.
     await queryRunner.query(
       `INSERT INTO quota_member_daily (member_id, day_start, reason, row_count, units)
        SELECT h.member_id, ${day}, h.reason, COUNT(*), SUM(h.delta)
-         FROM member_quota_history h
-        WHERE h.id <= (SELECT last_history_id FROM quota_analytics_state WHERE name = 'history_tail')
+         FROM member_quota_history h${d.isSqlite ? '' : ' FORCE INDEX (PRIMARY)'}
+        WHERE h.id <= ?
           AND NOT EXISTS (SELECT 1 FROM quota_analytics_gaps g WHERE h.id BETWEEN g.from_id AND g.to_id)
         GROUP BY h.member_id, ${day}, h.reason`,
+      [watermark],
     );
   }
 

@@ -35,15 +35,23 @@ const GAPS_PER_QUERY = 200;
  */
 @Injectable()
 export class MemberDailyRepository {
-  /** Adds the cells' counters to the stored daily rollups. */
+  /** Adds the cells' counters to the stored daily rollups (in primary key order: fewer page splits). */
   async addDaily(s: SqlSession, cells: readonly MemberDayCell[]): Promise<void> {
+    const ordered = [...cells].sort(
+      (a, b) =>
+        a.memberId.length - b.memberId.length ||
+        (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0) ||
+        a.dayMs - b.dayMs ||
+        (a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0),
+    );
     await upsert(
       s,
       'quota_member_daily',
       ['member_id', 'day_start', 'reason', 'row_count', 'units'],
       ['member_id', 'day_start', 'reason'],
-      cells.map((c) => [c.memberId, sqlTimestamp(new Date(c.dayMs)), c.reason, c.count, c.units]),
+      ordered.map((c) => [c.memberId, sqlTimestamp(new Date(c.dayMs)), c.reason, c.count, c.units]),
       ['row_count', 'units'],
+      1000,
     );
   }
 

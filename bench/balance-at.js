@@ -9,8 +9,11 @@
  * - GET /api/v1/admin/quota/members/:id/statement (default window: every row of the member),
  * - the same with a 1-day window at a random day,
  * - GET /api/v1/quota/members/:id without `at`, for reference;
- * and the SQL of each (the repository's own statements, taken from dist/) sent straight to the
- * database BENCH_AT_SQL_SAMPLES times. Checks the answers against the seeded ledger.
+ * and the SQL of each (the repositories' own statements, taken from dist/) sent straight to the
+ * database BENCH_AT_SQL_SAMPLES times. Before the reads, a worker process (APP_ROLE=worker) runs
+ * the ledger tail processor until its watermark reaches the last seeded row, so the statements'
+ * whole days come from the daily rollups as in production; it is stopped before anything is
+ * timed. Checks the answers against the seeded ledger.
  * Loopback only, on a database created for the run and dropped afterwards, within a time limit.
  *
  * Settings: BENCH_AT_ROWS, BENCH_AT_NOISE_ROWS, BENCH_AT_SQL_SAMPLES (200), BENCH_DURATION (s per
@@ -144,10 +147,13 @@ function table(header, rows) {
   return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
 }
 
-/** The SQL the service's repository sends (from dist/), captured from a session that runs nothing. */
+const dist = (file) => require(path.join(ROOT, 'dist/src', file));
+
+/** The SQL the service's repositories send (from dist/), captured from a session that runs nothing. */
 async function repositorySql(call) {
-  const { StatementRepository } = require(path.join(ROOT, 'dist/src/quota/statement.repository.js'));
-  const { dialectOf } = require(path.join(ROOT, 'dist/src/database/dialect.js'));
+  const { BalancesInTimeRepository } = dist('quota/balances-in-time.repository.js');
+  const { MemberDailyRepository } = dist('analytics/member-daily.repository.js');
+  const { dialectOf } = dist('database/dialect.js');
   const captured = [];
   const session = {
     sql: dialectOf({ options: { type: 'mysql' } }),
@@ -156,19 +162,56 @@ async function repositorySql(call) {
       return Promise.resolve([{ balance: 0, held: 0 }]);
     },
   };
-  await call(new StatementRepository(), session);
-  return captured[0];
+  await call({ balances: new BalancesInTimeRepository(), daily: new MemberDailyRepository() }, session);
+  return captured;
 }
 
-async function sqlTimes(conn, makeStatement) {
+/**
+ * A statement's reads after the member's row, the watermark and the gaps (three primary-key
+ * lookups): its balances, then its totals as StatementService splits the window.
+ */
+function statementSql(memberId, watermark, from, to) {
+  const { statementDays } = dist('analytics/statement.service.js');
+  return repositorySql(async ({ balances, daily }, s) => {
+    await balances.windowBalances(s, memberId, from, to);
+    const { whole, edges } = statementDays(from, to);
+    if (whole) {
+      await daily.dailyBetween(s, memberId, whole.from, whole.to);
+      await daily.unfoldedBetween(s, memberId, watermark, [], whole.from, whole.to);
+    }
+    for (const edge of edges) await daily.ledgerBetween(s, memberId, edge.from, edge.to);
+  });
+}
+
+/** Every sample runs the scenario's statements one after the other; its time is theirs together. */
+async function sqlTimes(conn, makeStatements) {
   const times = [];
   for (let i = 0; i < settings.sqlSamples + 1; i++) {
-    const statement = await makeStatement();
+    const statements = await makeStatements();
     const started = process.hrtime.bigint();
-    await conn.query(statement.sql, statement.params);
+    for (const statement of statements) await conn.query(statement.sql, statement.params);
     if (i > 0) times.push(Number(process.hrtime.bigint() - started) / 1e6);
   }
   return times.sort((a, b) => a - b);
+}
+
+/** Runs a worker process until the tail processor's watermark reaches the last ledger row, then stops it. */
+async function foldLedger(conn, serviceEnv) {
+  const started = Date.now();
+  const [[{ last }]] = await conn.query('SELECT MAX(id) AS last FROM member_quota_history');
+  const worker = start('worker', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, SERVICE_NODE_ARGS);
+  const watermark = async () => {
+    const [[state]] = await conn.query(
+      "SELECT last_history_id AS id FROM quota_analytics_state WHERE name = 'history_tail'",
+    );
+    return String(state.id);
+  };
+  await waitUntil(async () => (await watermark()) === String(last), 300_000, `the tail processor (${worker.stderr()})`);
+  worker.child.kill('SIGTERM');
+  await worker.exited;
+  const [[{ days }]] = await conn.query('SELECT COUNT(*) AS days FROM quota_member_daily');
+  log(`ledger folded in ${((Date.now() - started) / 1000).toFixed(1)} s (${days} daily rollup rows)`);
+  return watermark();
 }
 
 async function main() {
@@ -204,7 +247,7 @@ async function main() {
     REDIS_PREFIX: `bench-${database}`,
     JWT_SECRET: randomBytes(48).toString('base64url'),
     THROTTLE_LIMIT: '0',
-    // The API only: no tail processor folding the seeded ledger while the reads are measured.
+    // The API only: the seeded ledger is folded before (foldLedger), nothing runs beside the reads.
     APP_ROLE: 'api',
   };
 
@@ -220,6 +263,13 @@ async function main() {
   const spanStart = Date.now() - SPAN_DAYS * DAY_MS - 60_000;
   const memberId = await seed(admin, spanStart);
   const spanEnd = spanStart + SPAN_DAYS * DAY_MS;
+  const watermark = await foldLedger(admin, {
+    ...serviceEnv,
+    APP_ROLE: 'worker',
+    PORT: String(await freePort()),
+    QUOTA_ANALYTICS_INTERVAL_MS: '100',
+    QUOTA_ANALYTICS_LAG_MS: '1000',
+  });
   await runToCompletion(
     'user:create',
     path.join(ROOT, 'dist/src/cli/main.js'),
@@ -256,7 +306,26 @@ async function main() {
   const at = await (
     await fetch(`${url}/api/v1/quota/members/${memberId}?at=${probeAt.toISOString()}`, { headers })
   ).json();
+  // A window of 2.5 days: one whole day or two from the rollups, the partial days from the ledger.
+  const dayFrom = new Date(spanStart + 11.6 * DAY_MS);
+  const dayTo = new Date(spanStart + 14.1 * DAY_MS);
+  const day = await (
+    await fetch(
+      `${url}/api/v1/admin/quota/members/${memberId}/statement?from=${dayFrom.toISOString()}&to=${dayTo.toISOString()}`,
+      { headers },
+    )
+  ).json();
+  const [ledgerDay] = await admin.query(
+    `SELECT reason, COUNT(*) AS n, SUM(delta) AS units FROM member_quota_history
+      WHERE member_id = ? AND created_at >= ? AND created_at <= ? GROUP BY reason`,
+    [memberId, dayFrom, dayTo],
+  );
   const checks = {
+    window:
+      ledgerDay.length === Object.keys(day.data.totals).length &&
+      ledgerDay.every(
+        (r) => day.data.totals[r.reason].count === Number(r.n) && day.data.totals[r.reason].units === Number(r.units),
+      ),
     statement:
       full.data.opening_balance === 0 &&
       full.data.closing_balance === Number(member.quota_balance) &&
@@ -300,13 +369,13 @@ async function main() {
     {
       name: 'balance ?at= random instant',
       path: () => `${balancePath}?at=${randomInstant().toISOString()}`,
-      sql: () => repositorySql((repo, s) => repo.balanceAt(s, memberId, randomInstant())),
+      sql: () => repositorySql(({ balances }, s) => balances.balanceAt(s, memberId, randomInstant())),
       check: checks.at,
     },
     {
       name: `statement, default window (${settings.rows} rows)`,
       path: () => statementPath,
-      sql: () => repositorySql((repo, s) => repo.statement(s, memberId, new Date(spanStart - 1000), new Date())),
+      sql: () => statementSql(memberId, watermark, new Date(spanStart - 1000), new Date()),
       check: checks.statement,
     },
     {
@@ -317,8 +386,9 @@ async function main() {
       },
       sql: () => {
         const { from, to } = randomDay();
-        return repositorySql((repo, s) => repo.statement(s, memberId, from, to));
+        return statementSql(memberId, watermark, from, to);
       },
+      check: checks.window,
     },
   ];
 
@@ -350,7 +420,7 @@ async function main() {
     table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'SQL p50 ms', 'SQL p99 ms', 'answers', 'checked'], rows),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
-  if (!checks.statement || !checks.at) process.exitCode = 1;
+  if (!checks.statement || !checks.at || !checks.window) process.exitCode = 1;
 }
 
 async function cleanup() {

@@ -9,13 +9,19 @@ import { AnalyticsMetrics } from './analytics.metrics';
 import { AnalyticsService } from './analytics.service';
 import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyRetention } from './anomaly-retention.service';
+import { MemberDailyRepository } from './member-daily.repository';
 import { RollupsRepository } from './rollups.repository';
+import { StatementController } from './statement.controller';
+import { StatementService } from './statement.service';
 import { StatsCache, statsCacheOptions } from './stats-cache';
 import { StatsService } from './stats.service';
 import { TailProcessor } from './tail-processor.service';
 import { TailRepository } from './tail.repository';
 
-/** Quota stats (cached) and anomaly detection, fed asynchronously from the ledger. */
+/**
+ * Quota stats (cached), members' statements and anomaly detection, fed asynchronously from the
+ * ledger.
+ */
 @Module({
   imports: [
     QuotaModule,
@@ -24,15 +30,17 @@ import { TailRepository } from './tail.repository';
       useFactory: (config: AppConfig, logger: Logger) => statsCacheOptions(config, logger),
     }),
   ],
-  controllers: [AnalyticsController],
+  controllers: [AnalyticsController, StatementController],
   providers: [
     AnomaliesRepository,
     TailRepository,
     RollupsRepository,
+    MemberDailyRepository,
     AnalyticsMetrics,
     StatsCache,
     StatsService,
     AnalyticsService,
+    StatementService,
     TailProcessor,
     AnomalyRetention,
   ],

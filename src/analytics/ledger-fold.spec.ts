@@ -1,4 +1,4 @@
-import { emptyFold, foldRows, typeChange, TypeAttribution, type LedgerRow } from './ledger-fold';
+import { emptyFold, foldMemberDays, foldRows, typeChange, TypeAttribution, type LedgerRow } from './ledger-fold';
 
 const HOUR = 3_600_000;
 let nextId = 1;
@@ -54,5 +54,30 @@ describe('foldRows', () => {
     expect(typeChange(1, '1', null, null)).toBeNull();
     expect(typeChange(1, '1', 'a', null)).toBeNull();
     expect(typeChange(1, '1', 'a', 'b')).toEqual({ id: 1, memberId: '1', from: 'a', to: 'b' });
+  });
+});
+
+describe('foldMemberDays', () => {
+  const at = (memberId: string, reason: string, delta: number, createdAtMs: number): LedgerRow => ({
+    ...row(memberId, reason, delta, 0, 'basic'),
+    createdAtMs,
+  });
+  const DAY = 86_400_000;
+
+  it('counts rows and sums signed deltas per member, UTC day and reason', () => {
+    const day = 20_000 * DAY;
+    const cells = foldMemberDays([
+      at('1', 'consumption', -2, day),
+      at('1', 'consumption', -3, day + DAY - 1),
+      at('1', 'refund', 4, day + 5),
+      at('1', 'consumption', -7, day + DAY),
+      at('2', 'consumption', -1, day + 10),
+    ]);
+    expect(cells.map((c) => [c.memberId, c.dayMs, c.reason, c.count, c.units])).toEqual([
+      ['1', day, 'consumption', 2, -5],
+      ['1', day, 'refund', 1, 4],
+      ['1', day + DAY, 'consumption', 1, -7],
+      ['2', day, 'consumption', 1, -1],
+    ]);
   });
 });

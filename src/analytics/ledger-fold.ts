@@ -137,3 +137,35 @@ export function foldRows(
   }
   return fold;
 }
+
+export interface MemberDayCell {
+  readonly memberId: string;
+  /** The UTC day's first instant. */
+  readonly dayMs: number;
+  readonly reason: string;
+  count: number;
+  /** Sum of the deltas (signed), as a statement totals them. */
+  units: number;
+}
+
+const DAY_MS = 86_400_000;
+
+export const dayFloor = (ms: number): number => Math.floor(ms / DAY_MS) * DAY_MS;
+export const dayCeil = (ms: number): number => Math.ceil(ms / DAY_MS) * DAY_MS;
+
+/** Ledger rows counted per member, UTC day and reason (the statements' rollups). */
+export function foldMemberDays(rows: readonly LedgerRow[]): MemberDayCell[] {
+  const cells = new Map<string, MemberDayCell>();
+  for (const row of rows) {
+    const dayMs = dayFloor(row.createdAtMs);
+    const key = `${row.memberId}|${dayMs}|${row.reason}`;
+    let cell = cells.get(key);
+    if (!cell) {
+      cell = { memberId: row.memberId, dayMs, reason: row.reason, count: 0, units: 0 };
+      cells.set(key, cell);
+    }
+    cell.count += 1;
+    cell.units += row.delta;
+  }
+  return [...cells.values()];
+}

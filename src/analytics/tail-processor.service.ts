@@ -9,7 +9,8 @@ import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { AnalyticsMetrics } from './analytics.metrics';
 import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyDetector, type DetectedAnomaly } from './anomaly-detector';
-import { emptyFold, foldRows, TypeAttribution, type LedgerRow } from './ledger-fold';
+import { emptyFold, foldMemberDays, foldRows, TypeAttribution, type LedgerRow } from './ledger-fold';
+import { MemberDailyRepository } from './member-daily.repository';
 import { RollupsRepository } from './rollups.repository';
 import { TailRepository, type Gap } from './tail.repository';
 
@@ -65,8 +66,8 @@ function lowestBefore(watermark: string, rows: readonly LedgerRow[]): number {
 }
 
 /**
- * Folds new ledger rows, in id order behind a watermark, into the hourly rollups, the per-type
- * totals and anomaly detection. The consume path never waits for it: it reads the committed ledger
+ * Folds new ledger rows, in id order behind a watermark, into the hourly rollups, the per-member
+ * daily rollups (statements), the per-type totals and anomaly detection. The consume path never waits for it: it reads the committed ledger
  * afterwards, in batches.
  *
  * InnoDB hands out auto-increment ids before commit, so a row with a lower id can become visible
@@ -102,6 +103,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     private readonly anomalies: AnomaliesRepository,
     private readonly tail: TailRepository,
     private readonly rollups: RollupsRepository,
+    private readonly daily: MemberDailyRepository,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
@@ -226,8 +228,10 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     }
 
     const types = new TypeAttribution(await this.tail.typeChangesAfter(s, lowestBefore(watermark, late)));
-    const fold = foldRows(emptyFold(), late.concat(rows), types);
+    const folded = late.concat(rows);
+    const fold = foldRows(emptyFold(), folded, types);
     await this.rollups.addHourly(s, fold.rollups.values());
+    await this.daily.addDaily(s, foldMemberDays(folded));
     await this.rollups.addTypeTotals(
       s,
       [...fold.totals.entries()].map(([type, t]) => ({ membershipType: type, members: t.members, balance: t.balance })),

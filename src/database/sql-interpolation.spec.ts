@@ -24,6 +24,8 @@ const REVIEWED: Record<string, string> = {
   'analytics/anomalies.repository.ts :: where': 'fixed conditions with `?` parameters',
   "analytics/tail.repository.ts :: chunk.map(() => 'h.id BETWEEN ? AND ?').join(' OR ')":
     'fixed ranges of `?` parameters',
+  "analytics/member-daily.repository.ts :: chunk.map(() => 'id BETWEEN ? AND ?').join(' OR ')":
+    'fixed ranges of `?` parameters',
   'analytics/rollups.repository.ts :: inWhole': 'fixed condition text',
   'analytics/rollups.repository.ts :: notChanged': 'fixed condition with a `?` list',
   "analytics/rollups.repository.ts :: typeClause('m.membership_type', type)": 'a column name and `?` parameters',

@@ -8,7 +8,7 @@ import { ApiProblems } from '../openapi/problems';
 import { BalanceSchema, QuotaChangeSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
-import { BalanceQuery } from './dto/statement.dto';
+import { BalanceQuery } from './dto/balance.dto';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';

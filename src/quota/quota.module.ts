@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
+import { BalancesInTimeRepository } from './balances-in-time.repository';
 import { DatabaseModule } from '../database/database.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
@@ -25,22 +26,12 @@ import { MembersService } from './members.service';
 import { OperationRecordsRepository } from './operation-records.repository';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
-import { StatementController } from './statement.controller';
-import { StatementRepository } from './statement.repository';
-import { StatementService } from './statement.service';
 
 @Module({
   imports: [DatabaseModule, AuditModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
-  controllers: [
-    ConsumptionController,
-    HoldsController,
-    ConfigsController,
-    MembersController,
-    AdminQuotaController,
-    StatementController,
-  ],
+  controllers: [ConsumptionController, HoldsController, ConfigsController, MembersController, AdminQuotaController],
   providers: [
     QuotaMetrics,
     ConfigsRepository,
@@ -62,8 +53,7 @@ import { StatementService } from './statement.service';
     HoldsRepository,
     HoldsService,
     HoldExpiryService,
-    StatementRepository,
-    StatementService,
+    BalancesInTimeRepository,
   ],
   exports: [
     LedgerService,
@@ -73,6 +63,8 @@ import { StatementService } from './statement.service';
     QuotaService,
     MembersService,
     ConfigsService,
+    MembersRepository,
+    BalancesInTimeRepository,
   ],
 })
 export class QuotaModule {}

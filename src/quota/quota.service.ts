@@ -20,8 +20,8 @@ import { MembersRepository } from './members.repository';
 import { InsufficientQuotaError, type ConfigInactiveError, type MemberInactiveError } from './quota.errors';
 import type { QuotaConfigView } from './quota.views';
 import { nextResetAt } from './reset-schedule';
-import { StatementRepository } from './statement.repository';
-import { noBalanceYet, pastInstant } from './statement.service';
+import { BalancesInTimeRepository } from './balances-in-time.repository';
+import { noBalanceYet, pastInstant } from './past-instant';
 
 /** X-Quota-Limit (the type's max_quota), X-Quota-Remaining and X-Quota-Reset (next reset, ISO-8601). */
 export type QuotaHeaders = Readonly<Record<string, string>>;
@@ -74,7 +74,7 @@ export class QuotaService {
     private readonly audit: AuditService,
     private readonly metrics: QuotaMetrics,
     private readonly config: AppConfig,
-    private readonly statements: StatementRepository,
+    private readonly statements: BalancesInTimeRepository,
   ) {}
 
   /** A member's token reaches only its own member; any other id answers as if it did not exist. */

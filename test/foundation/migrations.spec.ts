@@ -2,6 +2,7 @@ import { DataSource } from 'typeorm';
 import { appDataSourceOptions } from '../../src/app.data-source';
 import { MIGRATIONS } from '../../src/database/migrations';
 import { loadConfig } from '../../src/config/app-config';
+import { readTimestamp } from '../../src/database/sql-session';
 import { createTestDatabase, testDriver, type TestDatabase } from '../support/test-database';
 
 const SEED_TABLES = ['member_quota_config', 'members', 'member_quota_history'];
@@ -55,8 +56,10 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('Case-1', 'exact', 1), ('case-1', 'exact', 1)",
     );
     expect(await dataSource.showMigrations()).toBe(false);
-    // Newest first: the ledger's time index, the holds, the analytics gaps, the membership type
-    // columns, the operation-error rewrite (nothing to undo), then the exact external ids.
+    // Newest first: the members' daily rollups, the ledger's time index, the holds, the analytics
+    // gaps, the membership type columns, the operation-error rewrite (nothing to undo), then the
+    // exact external ids.
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
@@ -98,7 +101,9 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('typed-1', 'type-b', 9)",
     );
     const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'typed-1'");
-    // Newest first: the ledger's time index, the holds, the analytics gaps, then the membership type columns.
+    // Newest first: the members' daily rollups, the ledger's time index, the holds, the analytics
+    // gaps, then the membership type columns.
+    await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
     await dataSource.undoLastMigration();
@@ -132,6 +137,56 @@ describe(`migrations on ${testDriver}`, () => {
     await expect(
       dataSource.query("UPDATE member_quota_history SET note = 'x' WHERE member_id = ?", [member.id]),
     ).rejects.toThrow(/append-only/);
+  });
+
+  it("fills the members' daily rollups with the rows the tail processor has folded, and only those", async () => {
+    await dataSource.query("INSERT INTO member_quota_config (membership_type, max_quota) VALUES ('daily-a', 50)");
+    await dataSource.query(
+      "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('daily-1', 'daily-a', 50)",
+    );
+    const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'daily-1'");
+    // Newest first: the members' daily rollups.
+    await dataSource.undoLastMigration();
+    const rows: Array<[number, string, string]> = [
+      [-1, 'consumption', '2026-01-01 10:00:00.000'],
+      [-2, 'consumption', '2026-01-01 11:00:00.000'], // in an open gap: folded when it appears
+      [-4, 'consumption', '2026-01-01 23:59:59.999'],
+      [3, 'refund', '2026-01-02 00:00:00.000'], // the watermark
+      [-8, 'consumption', '2026-01-02 00:00:01.000'], // after the watermark
+    ];
+    const ids: number[] = [];
+    for (const [delta, reason, at] of rows) {
+      await dataSource.query(
+        "INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, created_at) VALUES (?, ?, 0, ?, 'system', ?)",
+        [member.id, delta, reason, at],
+      );
+      const [row] = await dataSource.query<{ id: unknown }[]>('SELECT MAX(id) AS id FROM member_quota_history');
+      ids.push(Number(row.id));
+    }
+    await dataSource.query("UPDATE quota_analytics_state SET last_history_id = ? WHERE name = 'history_tail'", [
+      ids[3],
+    ]);
+    await dataSource.query('INSERT INTO quota_analytics_gaps (from_id, to_id) VALUES (?, ?)', [ids[1], ids[1]]);
+    try {
+      await dataSource.runMigrations();
+      expect(await dataSource.showMigrations()).toBe(false);
+      const daily = await dataSource.query<
+        { day_start: unknown; reason: string; row_count: unknown; units: unknown }[]
+      >(
+        'SELECT day_start, reason, row_count, units FROM quota_member_daily WHERE member_id = ? ORDER BY day_start, reason',
+        [member.id],
+      );
+      expect(
+        daily.map((d) => [readTimestamp(d.day_start).toISOString(), d.reason, Number(d.row_count), Number(d.units)]),
+      ).toEqual([
+        ['2026-01-01T00:00:00.000Z', 'consumption', 2, -5],
+        ['2026-01-02T00:00:00.000Z', 'refund', 1, 3],
+      ]);
+    } finally {
+      await dataSource.query("UPDATE quota_analytics_state SET last_history_id = 0 WHERE name = 'history_tail'");
+      await dataSource.query('DELETE FROM quota_analytics_gaps');
+      await dataSource.query('DELETE FROM quota_member_daily');
+    }
   });
 
   it("creates the seed's indexes", async () => {

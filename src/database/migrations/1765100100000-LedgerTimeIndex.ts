@@ -9,7 +9,7 @@ const INDEX = 'idx_member_quota_history_member_time';
  *
  * - `(member_id, created_at, id)` first: the last row at or before an instant is one dive for
  *   the latest created_at (MAX on the index prefix) and one for the highest id at it, without a
- *   sort (see StatementRepository);
+ *   sort (see BalancesInTimeRepository);
  * - then `reason, delta`: a statement's totals (`GROUP BY reason` over a time window) read only
  *   the index (a covering range scan, no row lookups).
  *

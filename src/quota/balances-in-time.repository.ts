@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
 import { sqlTimestamp, type SqlSession } from '../database/sql-session';
-import type { HistoryReason } from './entities/quota-history.entity';
 
 /**
  * How far before an instant a hold still open at it can have been made: a hold lives at most its
@@ -54,23 +53,19 @@ export interface BalanceAt {
   readonly held: number;
 }
 
-export interface ReasonTotal {
-  readonly count: number;
-  readonly units: number;
-}
-
-export interface StatementFigures {
+/** A member's balances around a window of its ledger, and its holds open at the window's end. */
+export interface WindowBalances {
   /** Balance after the last row before `from`; 0 when there is none. */
   readonly opening: number;
   /** Balance after the last row at or before `to`; 0 when there is none. */
   readonly closing: number;
+  /** Units kept by the holds open at `to`. */
   readonly held: number;
-  readonly totals: ReadonlyMap<HistoryReason, ReasonTotal>;
 }
 
-/** The ledger read in time order: a member's balance at an instant and its statement over a window. */
+/** The ledger read in time order: a member's balance at an instant, and around a window. */
 @Injectable()
-export class StatementRepository {
+export class BalancesInTimeRepository {
   async balanceAt(s: SqlSession, memberId: string, at: Date): Promise<BalanceAt> {
     const rows = await s.rows<{ balance: unknown; held: unknown }>(
       `SELECT (${BALANCE_AT_OR_BEFORE}) AS balance, ${HELD_RECENT}
@@ -82,39 +77,16 @@ export class StatementRepository {
   }
 
   /**
-   * One statement, so one snapshot: the opening and closing balances, the holds open at `to`, and
-   * the rows of [from, to] per reason (a covering range of the time index; ORDER BY NULL spares
-   * MariaDB the sort GROUP BY would otherwise imply).
+   * One statement, so one snapshot: the balance just before `from`, the balance at `to` and the
+   * holds open at `to` (a statement's totals are the analytics module's: its daily rollups).
    */
-  async statement(s: SqlSession, memberId: string, from: Date, to: Date): Promise<StatementFigures> {
-    const rows = await s.rows<{ part: string; reason: HistoryReason | null; units: unknown; row_count: unknown }>(
-      `SELECT 'opening' AS part, NULL AS reason, (${BALANCE_BEFORE}) AS units, 0 AS row_count
-       UNION ALL SELECT 'closing', NULL, (${BALANCE_AT_OR_BEFORE}), 0
-       UNION ALL SELECT 'held', NULL, ${HELD_RECENT}
-         + (SELECT COALESCE(SUM(amount), 0) FROM quota_holds${s.sql.forceIndex(HELD_OLD_INDEX)} ${HELD_OLD_WHERE}), 0
-       UNION ALL SELECT 'total', reason, units, row_count FROM (
-         SELECT reason, SUM(delta) AS units, COUNT(*) AS row_count FROM member_quota_history
-          WHERE member_id = ? AND created_at >= ? AND created_at <= ? GROUP BY reason ORDER BY NULL) totals`,
-      [
-        memberId,
-        memberId,
-        sqlTimestamp(from),
-        memberId,
-        memberId,
-        sqlTimestamp(to),
-        ...heldAtParams(memberId, to),
-        memberId,
-        sqlTimestamp(from),
-        sqlTimestamp(to),
-      ],
+  async windowBalances(s: SqlSession, memberId: string, from: Date, to: Date): Promise<WindowBalances> {
+    const rows = await s.rows<{ opening: unknown; closing: unknown; held: unknown }>(
+      `SELECT (${BALANCE_BEFORE}) AS opening, (${BALANCE_AT_OR_BEFORE}) AS closing, ${HELD_RECENT}
+         + (SELECT COALESCE(SUM(amount), 0) FROM quota_holds${s.sql.forceIndex(HELD_OLD_INDEX)} ${HELD_OLD_WHERE}) AS held`,
+      [memberId, memberId, sqlTimestamp(from), memberId, memberId, sqlTimestamp(to), ...heldAtParams(memberId, to)],
     );
-    const single = (part: string) => Number(rows.find((r) => r.part === part)?.units ?? 0);
-    const totals = new Map<HistoryReason, ReasonTotal>();
-    for (const row of rows) {
-      if (row.part === 'total' && row.reason !== null) {
-        totals.set(row.reason, { count: Number(row.row_count), units: Number(row.units) });
-      }
-    }
-    return { opening: single('opening'), closing: single('closing'), held: single('held'), totals };
+    const row = rows[0];
+    return { opening: Number(row.opening ?? 0), closing: Number(row.closing ?? 0), held: Number(row.held) };
   }
 }

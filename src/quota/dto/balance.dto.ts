@@ -16,23 +16,3 @@ export class BalanceQuery {
   @IsISO8601(ISO, { message: 'at must be an ISO-8601 timestamp' })
   at?: string;
 }
-
-export class StatementQuery {
-  @ApiPropertyOptional({
-    type: String,
-    format: 'date-time',
-    description: "Rows created at or after this instant; the member's creation when absent.",
-  })
-  @Absentable()
-  @IsISO8601(ISO, { message: 'from must be an ISO-8601 timestamp' })
-  from?: string;
-
-  @ApiPropertyOptional({
-    type: String,
-    format: 'date-time',
-    description: 'Rows created at or before this instant; now when absent. A future instant is 422.',
-  })
-  @Absentable()
-  @IsISO8601(ISO, { message: 'to must be an ISO-8601 timestamp' })
-  to?: string;
-}

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { ID, INT32, TIMESTAMP } from '../openapi/schemas';
-import { HISTORY_REASONS, type HistoryReason } from './entities/quota-history.entity';
+import { HISTORY_REASONS, type HistoryReason } from '../quota/entities/quota-history.entity';
 
 /** Response bodies of balances in time (see openapi/schemas.ts). */
 @ApiSchema({ name: 'StatementTotal', description: 'The ledger rows of one reason in a statement window.' })

@@ -3,8 +3,8 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Roles } from '../auth/decorators';
 import { ApiDataResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
-import { StatementQuery } from './dto/statement.dto';
-import { MemberIdPipe } from './member-id.pipe';
+import { MemberIdPipe } from '../quota/member-id.pipe';
+import { StatementQuery } from './statement.dto';
 import { StatementSchema } from './statement.schemas';
 import { StatementService } from './statement.service';
 

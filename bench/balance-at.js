@@ -34,6 +34,9 @@ const {
   freePort,
   processes,
   waitUntil,
+  createUser,
+  waitReady,
+  loginToken,
   servers,
 } = require('./lib');
 
@@ -270,27 +273,13 @@ async function main() {
     QUOTA_ANALYTICS_INTERVAL_MS: '100',
     QUOTA_ANALYTICS_LAG_MS: '1000',
   });
-  await runToCompletion(
-    'user:create',
-    path.join(ROOT, 'dist/src/cli/main.js'),
-    ['user:create', '--email', 'bench-admin@example.test', '--role', 'admin', '--password', password],
-    serviceEnv,
-  );
+  const email = 'bench-admin@example.test';
+  await createUser(runToCompletion, serviceEnv, { email, role: 'admin', password });
 
   const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, SERVICE_NODE_ARGS);
   const url = `http://127.0.0.1:${port}`;
-  await waitUntil(
-    async () => (await fetch(`${url}/api/v1/health/ready`)).status === 200,
-    60_000,
-    `service start (${service.stderr()})`,
-  );
-  const login = await fetch(`${url}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: 'bench-admin@example.test', password }),
-  });
-  if (login.status !== 200) throw new Error(`login failed with ${login.status}`);
-  const token = (await login.json()).data.access_token;
+  await waitReady(url, 60_000, `service start (${service.stderr()})`);
+  const token = await loginToken(url, email, password);
   const headers = { authorization: `Bearer ${token}` };
 
   // Answers checked against the seeded ledger before anything is timed.

@@ -44,7 +44,9 @@ const {
   logger,
   freePort,
   processes,
-  waitUntil,
+  createUser,
+  waitReady,
+  loginToken,
   servers,
 } = require('./lib');
 
@@ -558,27 +560,13 @@ async function main() {
   );
 
   log('creating the service user (npm run cli -- user:create)');
-  await runToCompletion(
-    'user:create',
-    path.join(ROOT, 'dist/src/cli/main.js'),
-    ['user:create', '--email', 'bench-service@example.test', '--role', 'service', '--password', password],
-    serviceEnv,
-  );
+  const email = 'bench-service@example.test';
+  await createUser(runToCompletion, serviceEnv, { email, role: 'service', password });
 
   const service = start('service', path.join(ROOT, 'dist/src/main.js'), [], serviceEnv, SERVICE_NODE_ARGS);
   const serviceUrl = `http://127.0.0.1:${servicePort}`;
-  await waitUntil(
-    async () => (await fetch(`${serviceUrl}/api/v1/health/ready`)).status === 200,
-    30_000,
-    `the service (${service.stderr()})`,
-  );
-  const login = await fetch(`${serviceUrl}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: 'bench-service@example.test', password }),
-  });
-  if (login.status !== 200) throw new Error(`login as service failed with ${login.status}`);
-  const token = (await login.json()).data.access_token;
+  await waitReady(serviceUrl, 30_000, `the service (${service.stderr()})`);
+  const token = await loginToken(serviceUrl, email, password);
 
   const target = { host: '127.0.0.1', port: servicePort };
   const span = ids.hi - ids.lo + 1;

@@ -120,6 +120,32 @@ async function waitUntil(check, timeoutMs, what) {
   throw new Error(`${what} did not happen within ${timeoutMs} ms`);
 }
 
+/** `npm run cli -- user:create` on the built CLI with the service's environment: a user a benchmark logs in as. */
+function createUser(runToCompletion, env, { email, role, password }) {
+  return runToCompletion(
+    'user:create',
+    path.join(ROOT, 'dist/src/cli/main.js'),
+    ['user:create', '--email', email, '--role', role, '--password', password],
+    env,
+  );
+}
+
+/** Waits until the service at `url` answers its readiness probe with 200. */
+function waitReady(url, timeoutMs, what) {
+  return waitUntil(async () => (await fetch(`${url}/api/v1/health/ready`)).status === 200, timeoutMs, what);
+}
+
+/** Logs in over HTTP; returns the access token. */
+async function loginToken(url, email, password) {
+  const login = await fetch(`${url}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
+  if (login.status !== 200) throw new Error(`login as ${email} failed with ${login.status}`);
+  return (await login.json()).data.access_token;
+}
+
 /** MariaDB/MySQL and Redis on loopback unless DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD and REDIS_HOST/REDIS_PORT say otherwise. */
 function servers() {
   const env = process.env;
@@ -147,4 +173,7 @@ module.exports = {
   freePort,
   processes,
   waitUntil,
+  createUser,
+  waitReady,
+  loginToken,
 };

@@ -4,7 +4,7 @@ import { DataSource } from 'typeorm';
 import { QuotaDatabase } from '../../src/database/database';
 import { readTimestamp, sqlTimestamp, type SqlSession } from '../../src/database/sql-session';
 import { bearer, loginAs } from '../support/auth';
-import { createMember, sql } from '../support/quota-factories';
+import { createMember, seedSpreadLedger, sql } from '../support/quota-factories';
 import { startTestApp, type TestApp } from '../support/test-app';
 import { mysqlServer, testDriver } from '../support/test-database';
 import { ANALYTICS_TEST_ENV, consume, insertHistory, processTail, type SyntheticRow } from './helpers';
@@ -339,18 +339,12 @@ describe("statements from the members' daily rollups", () => {
       const ds = t.app.get(DataSource);
       const member = await createMember(t, { maxQuota: 50 });
       bigId = member.id;
-      await ds.query(
-        `INSERT INTO members (external_id, membership_type, quota_balance)
-         SELECT CONCAT('daily-explain-', seq), membership_type, 0 FROM seq_1_to_4, members WHERE members.id = ?`,
-        [bigId],
-      );
-      await ds.query(
-        `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, created_at)
-         SELECT m.id, 0, 0, ELT(1 + s.seq % 4, 'consumption', 'refund', 'manual_adjustment', 'hold'), 'system',
-                TIMESTAMPADD(SECOND, -s.seq * ${86_400 / PER_DAY}, NOW(3))
-           FROM seq_1_to_${DAYS * PER_DAY} s, members m WHERE m.id = ? OR m.external_id LIKE 'daily-explain-%'`,
-        [bigId],
-      );
+      await seedSpreadLedger(t, bigId, {
+        prefix: 'daily-explain',
+        copies: 4,
+        rows: DAYS * PER_DAY,
+        secondsApart: 86_400 / PER_DAY,
+      });
       await processTail(t);
       await ds.query('ANALYZE TABLE member_quota_history, quota_member_daily');
     }, 120_000);

@@ -4,7 +4,7 @@ import { sqlTimestamp, readTimestamp, type SqlSession } from '../../src/database
 import { QuotaDatabase } from '../../src/database/database';
 import { BalancesInTimeRepository } from '../../src/quota/balances-in-time.repository';
 import { bearer, loginAs } from '../support/auth';
-import { createMember, quotaSnapshot, sql } from '../support/quota-factories';
+import { createMember, quotaSnapshot, seedSpreadLedger, sql } from '../support/quota-factories';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { stopScheduled } from '../../src/common/periodic';
 import { HOLD_EXPIRY_INTERVAL } from '../../src/quota/hold-expiry.service';
@@ -413,18 +413,7 @@ describe('balances in time: a balance at an instant and a statement', () => {
       const ds = t.app.get(DataSource);
       const member = await createMember(t, { maxQuota: 50 });
       memberId = member.id;
-      await ds.query(
-        `INSERT INTO members (external_id, membership_type, quota_balance)
-         SELECT CONCAT('explain-', seq), membership_type, 0 FROM seq_1_to_39, members WHERE members.id = ?`,
-        [memberId],
-      );
-      await ds.query(
-        `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, created_at)
-         SELECT m.id, 0, 0, ELT(1 + s.seq % 4, 'consumption', 'refund', 'manual_adjustment', 'hold'), 'system',
-                TIMESTAMPADD(SECOND, -s.seq * 864, NOW(3))
-           FROM seq_1_to_2000 s, members m WHERE m.id = ? OR m.external_id LIKE 'explain-%'`,
-        [memberId],
-      );
+      await seedSpreadLedger(t, memberId, { prefix: 'explain', copies: 39, rows: 2000, secondsApart: 864 });
       await ds.query(
         `INSERT INTO quota_holds (member_id, amount, status, created_by, created_at, expires_at, settled_at)
          SELECT m.id, 1, 'committed', 'test', TIMESTAMPADD(SECOND, -s.seq * 3456, NOW(3)),

@@ -107,3 +107,30 @@ export async function quotaSnapshot(t: TestApp): Promise<Record<string, unknown[
   }
   return snapshot;
 }
+
+/**
+ * MariaDB only (its seq_1_to_N tables): `copies` more members of `memberId`'s type, external ids
+ * `<prefix>-<n>`, and `rows` zero-delta ledger rows for each of them and for the member, one every
+ * `secondsApart` seconds back from now, so the planner sees a ledger of a realistic size.
+ */
+export async function seedSpreadLedger(
+  t: TestApp,
+  memberId: string,
+  options: { prefix: string; copies: number; rows: number; secondsApart: number },
+): Promise<void> {
+  const { prefix, copies, rows, secondsApart } = options;
+  await sql(
+    t,
+    `INSERT INTO members (external_id, membership_type, quota_balance)
+     SELECT CONCAT(?, '-', seq), membership_type, 0 FROM seq_1_to_${copies}, members WHERE members.id = ?`,
+    [prefix, memberId],
+  );
+  await sql(
+    t,
+    `INSERT INTO member_quota_history (member_id, delta, balance_after, reason, actor, created_at)
+     SELECT m.id, 0, 0, ELT(1 + s.seq % 4, 'consumption', 'refund', 'manual_adjustment', 'hold'), 'system',
+            TIMESTAMPADD(SECOND, -s.seq * ${secondsApart}, NOW(3))
+       FROM seq_1_to_${rows} s, members m WHERE m.id = ? OR m.external_id LIKE CONCAT(?, '-%')`,
+    [memberId, prefix],
+  );
+}

@@ -8,6 +8,7 @@ import { AdjustmentSchema, HistoryEntrySchema, IntegrityReportSchema } from './q
 import type { Principal } from '../auth/principal';
 import { AdjustDto, PAGE_DEFAULT_LIMIT, HistoryQuery, IntegrityQuery } from './dto/quota.dto';
 import { HistoryService } from './history.service';
+import { sendChangeHeaders } from './change-headers';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
@@ -49,8 +50,7 @@ export class AdminQuotaController {
       { delta: body.delta, newQuota: body.new_quota, reason: body.reason, note: body.note },
       key,
     );
-    for (const [name, value] of Object.entries(change.headers)) res.header(name, value);
-    if (change.replayed) res.header('Idempotent-Replayed', 'true');
+    sendChangeHeaders(res, change.headers, change.replayed);
     return {
       data: {
         member_id: change.entry.memberId,

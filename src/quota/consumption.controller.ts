@@ -9,10 +9,11 @@ import { BalanceSchema, QuotaChangeSchema } from './quota.schemas';
 import type { Principal } from '../auth/principal';
 import { AmountDto } from './dto/quota.dto';
 import { BalanceQuery } from './dto/balance.dto';
+import { sendChangeHeaders } from './change-headers';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { NoQuery } from '../common/validation';
 import { MemberIdPipe } from './member-id.pipe';
-import { QuotaService, type BalanceView, type QuotaChange, type QuotaHeaders } from './quota.service';
+import { QuotaService, type BalanceView, type QuotaChange } from './quota.service';
 
 const CONSUME_PROBLEMS: readonly ErrorCode[] = [
   'not_found',
@@ -22,11 +23,6 @@ const CONSUME_PROBLEMS: readonly ErrorCode[] = [
   'idempotency_key_mismatch',
   'idempotency_key_in_use',
 ];
-
-function send(res: HttpReply, headers: QuotaHeaders, replayed = false): void {
-  for (const [name, value] of Object.entries(headers)) res.header(name, value);
-  if (replayed) res.header('Idempotent-Replayed', 'true');
-}
 
 function amountJson(change: QuotaChange) {
   return {
@@ -75,7 +71,7 @@ export class ConsumptionController {
     @Res({ passthrough: true }) res: HttpReply,
   ) {
     const { view, headers } = await this.quota.balance(caller, this.quota.ownMemberId(caller));
-    send(res, headers);
+    sendChangeHeaders(res, headers);
     return balanceJson(view);
   }
 
@@ -95,7 +91,7 @@ export class ConsumptionController {
     @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.consume(caller, this.quota.ownMemberId(caller), body, key);
-    send(res, change.headers, change.replayed);
+    sendChangeHeaders(res, change.headers, change.replayed);
     return amountJson(change);
   }
 
@@ -114,7 +110,7 @@ export class ConsumptionController {
     @Res({ passthrough: true }) res: HttpReply,
   ) {
     const { view, headers } = await this.quota.balance(caller, id, query.at);
-    send(res, headers);
+    sendChangeHeaders(res, headers);
     return balanceJson(view);
   }
 
@@ -135,7 +131,7 @@ export class ConsumptionController {
     @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.consume(caller, id, body, key);
-    send(res, change.headers, change.replayed);
+    sendChangeHeaders(res, change.headers, change.replayed);
     return amountJson(change);
   }
 
@@ -163,7 +159,7 @@ export class ConsumptionController {
     @Res({ passthrough: true }) res: HttpReply,
   ) {
     const change = await this.quota.refund(caller, id, body, key);
-    send(res, change.headers, change.replayed);
+    sendChangeHeaders(res, change.headers, change.replayed);
     return amountJson(change);
   }
 }

@@ -17,6 +17,7 @@ import { CommitHoldDto, HoldsQuery, NewHoldDto, OwnHoldsQuery } from './dto/hold
 import { PAGE_DEFAULT_LIMIT } from './dto/quota.dto';
 import { HoldChangeSchema, HoldSchema } from './holds.schemas';
 import { HoldsService, type HoldChange, type HoldsPage, type HoldView } from './holds.service';
+import { sendChangeHeaders } from './change-headers';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { HoldIdPipe, MemberIdPipe } from './member-id.pipe';
 import { QuotaService } from './quota.service';
@@ -57,8 +58,7 @@ export function holdJson(hold: HoldView) {
 }
 
 function changeJson(res: HttpReply, change: HoldChange) {
-  for (const [name, value] of Object.entries(change.headers)) res.header(name, value);
-  if (change.replayed) res.header('Idempotent-Replayed', 'true');
+  sendChangeHeaders(res, change.headers, change.replayed);
   return { data: { ...holdJson(change.hold), balance: change.balance } };
 }
 

@@ -7,7 +7,6 @@ import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
 import { HoldsRepository } from './holds.repository';
 import { HoldsService } from './holds.service';
-import { QuotaMetrics } from './quota.metrics';
 
 export const HOLD_EXPIRY_INTERVAL = 'hold-expiry';
 /** Holds expired per read of the due list; a sweep reads again until none is due. */
@@ -18,7 +17,7 @@ const SWEEP_BATCH = 200;
  * default) on every instance, and at start-up (so holds that lapsed while no instance ran come
  * back at once). Instances need no coordination: each hold's expiry is a conditional update that
  * only one transaction can match (HoldsService.expire), and a hold that another instance expired
- * meanwhile is skipped. The sweep also refreshes the open-holds gauges.
+ * meanwhile is skipped.
  */
 @Injectable()
 export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -26,7 +25,6 @@ export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationS
     private readonly db: QuotaDatabase,
     private readonly holds: HoldsRepository,
     private readonly service: HoldsService,
-    private readonly metrics: QuotaMetrics,
     private readonly config: AppConfig,
     private readonly scheduler: SchedulerRegistry,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
@@ -69,9 +67,6 @@ export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationS
       // Every hold of `todo` has left the due list or is skipped from now on, so this ends.
       if (due.length < limit || todo.length === 0) break;
     }
-    const open = await this.db.read((s) => this.holds.openTotals(s));
-    this.metrics.holdsOpen.set(open.count);
-    this.metrics.unitsHeld.set(open.units);
     return expired;
   }
 

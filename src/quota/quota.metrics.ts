@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge } from 'prom-client';
+import { QuotaDatabase } from '../database/database';
 import { MetricsRegistry } from '../metrics/metrics.module';
+import { HoldsRepository } from './holds.repository';
 
 export type ConsumptionResult =
   | 'success'
@@ -22,7 +24,7 @@ export class QuotaMetrics {
   readonly holdsOpen: Gauge;
   readonly unitsHeld: Gauge;
 
-  constructor(registry: MetricsRegistry) {
+  constructor(registry: MetricsRegistry, db: QuotaDatabase, holds: HoldsRepository) {
     this.consumptions = new Counter({
       name: 'quota_consumptions_total',
       help: 'Consume requests, by membership type and result.',
@@ -51,16 +53,27 @@ export class QuotaMetrics {
       labelNames: ['outcome'],
       registers: [registry],
     });
-    // Both gauges read the database (every instance reports the same, deployment-wide figure: use max, not sum).
+    // Both gauges are read from the database at each scrape, so every instance reports the same,
+    // deployment-wide figure (use max, not sum, across instances). A database that is away leaves
+    // them out of that scrape rather than breaking it; readiness reports it.
+    const openTotals = () => db.read((s) => holds.openTotals(s)).catch(() => null);
     this.holdsOpen = new Gauge({
       name: 'quota_holds_open',
-      help: 'Holds not yet settled, over every member (refreshed by each expiry sweep).',
+      help: 'Holds not yet settled, over every member (read from the database at each scrape).',
       registers: [registry],
+      async collect() {
+        const open = await openTotals();
+        if (open) this.set(open.count);
+      },
     });
     this.unitsHeld = new Gauge({
       name: 'quota_units_held',
-      help: 'Units kept out of balances by open holds, over every member (refreshed by each expiry sweep).',
+      help: 'Units kept out of balances by open holds, over every member (read from the database at each scrape).',
       registers: [registry],
+      async collect() {
+        const open = await openTotals();
+        if (open) this.set(open.units);
+      },
     });
   }
 }

@@ -12,11 +12,12 @@ export const LAYERS: ReadonlyArray<readonly string[]> = [
   // Infrastructure: configuration, shared plumbing, connections, the metrics registry, the
   // OpenAPI decorators and problem catalogue every controller uses.
   ['config', 'common', 'database', 'redis', 'metrics', 'openapi'],
-  // Beside auth and below it: the audit log and the rate limiter know a caller only by its shape.
-  ['audit', 'throttle'],
+  // Beside auth and below it: the audit log and the rate limiter know a caller only by its shape;
+  // the event log, which producers in every module above write in their own transactions.
+  ['audit', 'throttle', 'events'],
   ['auth'],
   ['quota'],
-  ['jobs', 'analytics'],
+  ['jobs', 'analytics', 'webhooks'],
   // The app: composition (app.module, app.factory, the entity and migration lists), the probes,
   // the metrics scrape endpoint, the OpenAPI document built from the running app.
   ['app', 'health', 'metrics-endpoint', 'openapi-document'],

@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { appDataSourceOptions } from '../../src/app.data-source';
+import { MIGRATIONS_TABLE } from '../../src/database/data-source-options';
 import { MIGRATIONS } from '../../src/database/migrations';
 import { loadConfig } from '../../src/config/app-config';
 import { readTimestamp } from '../../src/database/sql-session';
@@ -21,6 +22,27 @@ describe(`migrations on ${testDriver}`, () => {
     await dataSource.destroy();
     await database.drop();
   });
+
+  async function newestApplied(): Promise<string | undefined> {
+    const [row] = await dataSource.query<{ name: string }[]>(
+      `SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY timestamp DESC LIMIT 1`,
+    );
+    return row?.name;
+  }
+
+  /** Undoes the newest migrations until `name` is the newest one still applied. */
+  async function undoAfter(name: string): Promise<void> {
+    while ((await newestApplied()) !== name) await dataSource.undoLastMigration();
+  }
+
+  /** Undoes the newest migrations down to and including `name`. */
+  async function undoThrough(name: string): Promise<void> {
+    for (;;) {
+      const newest = await newestApplied();
+      await dataSource.undoLastMigration();
+      if (newest === name) return;
+    }
+  }
 
   async function tables(): Promise<string[]> {
     const runner = dataSource.createQueryRunner();
@@ -56,15 +78,7 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('Case-1', 'exact', 1), ('case-1', 'exact', 1)",
     );
     expect(await dataSource.showMigrations()).toBe(false);
-    // Newest first: the members' daily rollups, the ledger's time index, the holds, the analytics
-    // gaps, the membership type columns, the operation-error rewrite (nothing to undo), then the
-    // exact external ids.
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
+    await undoAfter('ExactExternalIds1764900000000');
     if (testDriver === 'mysql') {
       // A case-insensitive unique index cannot hold both: down() refuses rather than lose one.
       await expect(dataSource.undoLastMigration()).rejects.toThrow();
@@ -101,13 +115,7 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('typed-1', 'type-b', 9)",
     );
     const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'typed-1'");
-    // Newest first: the members' daily rollups, the ledger's time index, the holds, the analytics
-    // gaps, then the membership type columns.
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
+    await undoThrough('MembershipTypeHistory1765000000000');
     const columns = async () =>
       (await dataSource.createQueryRunner().getTable('member_quota_history'))!.columns.map((c) => c.name);
     expect(await columns()).not.toContain('from_membership_type');
@@ -145,8 +153,7 @@ describe(`migrations on ${testDriver}`, () => {
       "INSERT INTO members (external_id, membership_type, quota_balance) VALUES ('daily-1', 'daily-a', 50)",
     );
     const [member] = await dataSource.query<{ id: unknown }[]>("SELECT id FROM members WHERE external_id = 'daily-1'");
-    // Newest first: the members' daily rollups.
-    await dataSource.undoLastMigration();
+    await undoThrough('MemberDailyRollups1765200000000');
     const rows: Array<[number, string, string]> = [
       [-1, 'consumption', '2026-01-01 10:00:00.000'],
       [-2, 'consumption', '2026-01-01 11:00:00.000'], // in an open gap: folded when it appears

@@ -4,6 +4,7 @@ import { AUTH_MIGRATIONS } from './auth-migrations';
 import { JOBS_MIGRATIONS } from './jobs-migrations';
 import type { MigrationClass } from './migration-class';
 import { QUOTA_MIGRATIONS } from './quota-migrations';
+import { WEBHOOKS_MIGRATIONS } from './webhooks-migrations';
 
 /**
  * Every migration; listed here so the built service and the CLI need no file globbing. TypeORM
@@ -15,4 +16,5 @@ export const MIGRATIONS: MigrationClass[] = [
   ...QUOTA_MIGRATIONS,
   ...JOBS_MIGRATIONS,
   ...ANALYTICS_MIGRATIONS,
+  ...WEBHOOKS_MIGRATIONS,
 ];

@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { eventBody, type NewEvent } from './event-types';
+
+/** A recorded event: its row id and the `webhook-id` its deliveries send. */
+export interface RecordedEvent {
+  readonly id: string;
+  readonly uid: string;
+  /** Deliveries created for it (one per active subscription to its type). */
+  readonly deliveries: number;
+}
+
+/** `msg_` and 18 random bytes in base64url: unique across databases, restores and instances. */
+export function newEventUid(): string {
+  return `msg_${randomBytes(18).toString('base64url')}`;
+}
+
+/** A subscription's `event_types` column as a list. */
+export function parseEventTypes(stored: string): string[] {
+  return stored === '' ? [] : stored.split(',');
+}
+
+/**
+ * The event log (webhook_events) and its fan-out. An event is recorded in the transaction of the
+ * change that caused it (or of the processor that detected it), together with one pending
+ * delivery per active subscription to its type, so it commits or rolls back with its cause and
+ * the delivery workers, outside any request, find it once it has committed.
+ *
+ * The active subscriptions are read with a shared lock: one deleted meanwhile is not seen (its
+ * delivery's foreign key would fail the cause's transaction), and one being changed is waited for.
+ * The deliveries are then inserted as VALUES, not INSERT ... SELECT, so no lock wait happens while
+ * the deliveries table's AUTO-INC lock is held.
+ */
+@Injectable()
+export class EventsRepository {
+  async record(s: SqlSession, event: NewEvent): Promise<RecordedEvent> {
+    const uid = newEventUid();
+    const at = sqlTimestamp(event.at);
+    const inserted = await s.exec(
+      'INSERT INTO webhook_events (uid, type, source, body, created_at) VALUES (?, ?, ?, ?, ?)',
+      [uid, event.type, event.source, eventBody(event), at],
+    );
+    if (inserted.insertId === null) throw new Error('event insert returned no id');
+    const subscriptions = await s.rows<{ id: unknown; event_types: string }>(
+      `SELECT id, event_types FROM webhook_subscriptions WHERE is_active = 1 ORDER BY id${s.sql.forShare}`,
+    );
+    const targets = subscriptions
+      .filter((row) => parseEventTypes(row.event_types).includes(event.type))
+      .map((row) => String(row.id));
+    if (targets.length > 0) {
+      await s.exec(
+        `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
+         VALUES ${targets.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+        targets.flatMap((subscriptionId) => [subscriptionId, inserted.insertId, 'pending', 0, at, at, at]),
+      );
+    }
+    return { id: inserted.insertId, uid, deliveries: targets.length };
+  }
+}

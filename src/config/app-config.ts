@@ -95,6 +95,19 @@ export interface AnalyticsConfig {
   readonly anomalyRetentionDays: number;
 }
 
+export interface WebhooksConfig {
+  /** `http://` destinations are accepted (development and tests); otherwise `https://` only. */
+  readonly allowHttp: boolean;
+  /** Destinations on loopback, private, link-local or metadata addresses are accepted (development and tests). */
+  readonly allowPrivateNetworks: boolean;
+  /** The first retry's delay; every later delay of the schedule scales with it. */
+  readonly retryBaseMs: number;
+  /** How long one attempt may take (connect, send, response head and body). */
+  readonly timeoutMs: number;
+  /** How often each worker looks for deliveries that are due. */
+  readonly pollIntervalMs: number;
+}
+
 /** The whole runtime configuration, read once from the environment and validated at boot. */
 export class AppConfig {
   readonly env!: string;
@@ -137,6 +150,8 @@ export class AppConfig {
   };
   /** Stats rollups and anomaly detection (the asynchronous tail of the ledger). */
   readonly analytics!: AnalyticsConfig;
+  /** Webhook deliveries (contract §12). */
+  readonly webhooks!: WebhooksConfig;
   readonly bootstrapAdmin!: { readonly email: string; readonly password: string } | undefined;
   readonly shutdown!: { readonly drainDelayMs: number; readonly timeoutMs: number };
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
@@ -559,6 +574,13 @@ export function loadConfig(
       holdExpiryIntervalMs: read.integer('QUOTA_HOLD_EXPIRY_INTERVAL_MS', 1000, 100, 60_000),
     },
     analytics: readAnalytics(read),
+    webhooks: {
+      allowHttp: read.boolean('WEBHOOK_ALLOW_HTTP', false),
+      allowPrivateNetworks: read.boolean('WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
+      retryBaseMs: read.integer('WEBHOOK_RETRY_BASE_MS', 5000, 1, 3_600_000),
+      timeoutMs: read.integer('WEBHOOK_TIMEOUT_MS', 5000, 100, 60_000),
+      pollIntervalMs: read.integer('WEBHOOK_POLL_INTERVAL_MS', 1000, 50, 60_000),
+    },
     jobs: {
       chunkSize: read.integer('JOBS_CHUNK_SIZE', 10_000, 1, 50_000),
       sweepIntervalMs: read.integer('JOBS_SWEEP_INTERVAL_MS', 60_000, 100, 3_600_000),

@@ -76,6 +76,9 @@ export const ERROR_CATALOGUE = {
   hold_expired: { status: 409, meaning: 'the hold expired before it was settled; its units were given back' },
   // Background operations.
   operation_finished: { status: 409, meaning: 'the operation has already finished; there is nothing to cancel' },
+  // Webhooks.
+  delivery_pending: { status: 409, meaning: 'the event already has a pending delivery to this webhook' },
+  webhook_inactive: { status: 409, meaning: 'the webhook is inactive, so nothing would be sent to it' },
   // Outages and the unexpected.
   internal_error: { status: 500, meaning: 'an unexpected error; quote the request id' },
   database_unavailable: { status: 503, meaning: 'the database is unreachable; see Retry-After' },

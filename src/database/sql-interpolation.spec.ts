@@ -51,6 +51,8 @@ const REVIEWED: Record<string, string> = {
     'the fixed texts of CONDITION_SQL joined with AND, values as `?` parameters',
   'quota/ledger.repository.ts :: lock': "the dialect adapter's locking clause",
   'quota/members.repository.ts :: where': 'fixed conditions with `?` parameters',
+  "webhooks/delivery-log.repository.ts :: where.join(' AND ')": 'fixed conditions with `?` parameters',
+  "webhooks/subscriptions.repository.ts :: sets.join(', ')": 'fixed `column = ?` assignments',
 };
 
 /** The dialect adapter builds its fragments from identifiers its callers pass. */

@@ -57,4 +57,30 @@ export class EventsRepository {
     }
     return { id: inserted.insertId, uid, deliveries: targets.length };
   }
+
+  /**
+   * An event meant for one subscription only (`webhook.test`), with its one pending delivery, due
+   * at once, whatever types the subscription receives. The caller holds the subscription's row
+   * lock, so it cannot be deleted meanwhile.
+   */
+  async recordFor(
+    s: SqlSession,
+    event: NewEvent,
+    subscriptionId: string,
+  ): Promise<RecordedEvent & { deliveryId: string }> {
+    const uid = newEventUid();
+    const at = sqlTimestamp(event.at);
+    const inserted = await s.exec(
+      'INSERT INTO webhook_events (uid, type, source, body, created_at) VALUES (?, ?, ?, ?, ?)',
+      [uid, event.type, event.source, eventBody(event), at],
+    );
+    if (inserted.insertId === null) throw new Error('event insert returned no id');
+    const delivery = await s.exec(
+      `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      [subscriptionId, inserted.insertId, 'pending', 0, at, at, at],
+    );
+    if (delivery.insertId === null) throw new Error('delivery insert returned no id');
+    return { id: inserted.insertId, uid, deliveries: 1, deliveryId: delivery.insertId };
+  }
 }

@@ -25,6 +25,7 @@ import { RESPONSE_MODELS } from './schemas';
 import { AUTH_RESPONSE_MODELS } from '../auth/auth.schemas';
 import { HOLD_RESPONSE_MODELS } from '../quota/holds.schemas';
 import { QUOTA_RESPONSE_MODELS } from '../quota/quota.schemas';
+import { WEBHOOK_RESPONSE_MODELS } from '../webhooks/webhooks.schemas';
 
 export const API_TITLE = 'Quota service API';
 export const BEARER_SCHEME = 'bearer';
@@ -212,6 +213,7 @@ const TAGS: Record<string, string> = {
   holds: 'Reserve units now, commit or release them later; unsettled holds give their units back at expires_at.',
   operations: 'Admin and operator: bulk adjustments and other background operations, their progress and cancellation.',
   analytics: 'Admin and operator: quota stats per membership type and detected usage anomalies.',
+  webhooks: 'Admin and operator: webhook subscriptions, their signing secrets, delivery logs and redeliveries.',
   health: 'Probes for Kubernetes and the seed monitors; no auth, not rate limited.',
   monitoring: 'Prometheus metrics.',
 };
@@ -430,6 +432,7 @@ export function buildOpenApiDocument(app: INestApplication, options: OpenApiOpti
       ...AUTH_RESPONSE_MODELS,
       ...QUOTA_RESPONSE_MODELS,
       ...HOLD_RESPONSE_MODELS,
+      ...WEBHOOK_RESPONSE_MODELS,
       ...RESPONSE_MODELS,
     ],
   });

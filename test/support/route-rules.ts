@@ -4,6 +4,7 @@ import type { Role } from '../../src/auth/principal';
 import { ANALYTICS_ROUTE_RULES } from './route-rules.analytics';
 import { JOBS_ROUTE_RULES } from './route-rules.jobs';
 import { QUOTA_ROUTE_RULES } from './route-rules.quota';
+import { WEBHOOKS_ROUTE_RULES } from './route-rules.webhooks';
 
 /**
  * Every route the service exposes and who may call it. The role-matrix suite checks each rule
@@ -43,6 +44,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   ...QUOTA_ROUTE_RULES,
   ...JOBS_ROUTE_RULES,
   ...ANALYTICS_ROUTE_RULES,
+  ...WEBHOOKS_ROUTE_RULES,
 ];
 
 export interface AppRoute {

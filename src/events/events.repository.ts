@@ -35,13 +35,7 @@ export function parseEventTypes(stored: string): string[] {
 @Injectable()
 export class EventsRepository {
   async record(s: SqlSession, event: NewEvent): Promise<RecordedEvent> {
-    const uid = newEventUid();
-    const at = sqlTimestamp(event.at);
-    const inserted = await s.exec(
-      'INSERT INTO webhook_events (uid, type, source, body, created_at) VALUES (?, ?, ?, ?, ?)',
-      [uid, event.type, event.source, eventBody(event), at],
-    );
-    if (inserted.insertId === null) throw new Error('event insert returned no id');
+    const { id, uid, at } = await this.insertEvent(s, event);
     const subscriptions = await s.rows<{ id: unknown; event_types: string }>(
       `SELECT id, event_types FROM webhook_subscriptions WHERE is_active = 1 ORDER BY id${s.sql.forShare}`,
     );
@@ -52,10 +46,10 @@ export class EventsRepository {
       await s.exec(
         `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
          VALUES ${targets.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
-        targets.flatMap((subscriptionId) => [subscriptionId, inserted.insertId, 'pending', 0, at, at, at]),
+        targets.flatMap((subscriptionId) => [subscriptionId, id, 'pending', 0, at, at, at]),
       );
     }
-    return { id: inserted.insertId, uid, deliveries: targets.length };
+    return { id, uid, deliveries: targets.length };
   }
 
   /**
@@ -68,6 +62,17 @@ export class EventsRepository {
     event: NewEvent,
     subscriptionId: string,
   ): Promise<RecordedEvent & { deliveryId: string }> {
+    const { id, uid, at } = await this.insertEvent(s, event);
+    const delivery = await s.exec(
+      `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      [subscriptionId, id, 'pending', 0, at, at, at],
+    );
+    if (delivery.insertId === null) throw new Error('delivery insert returned no id');
+    return { id, uid, deliveries: 1, deliveryId: delivery.insertId };
+  }
+
+  private async insertEvent(s: SqlSession, event: NewEvent): Promise<{ id: string; uid: string; at: string }> {
     const uid = newEventUid();
     const at = sqlTimestamp(event.at);
     const inserted = await s.exec(
@@ -75,12 +80,6 @@ export class EventsRepository {
       [uid, event.type, event.source, eventBody(event), at],
     );
     if (inserted.insertId === null) throw new Error('event insert returned no id');
-    const delivery = await s.exec(
-      `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      [subscriptionId, inserted.insertId, 'pending', 0, at, at, at],
-    );
-    if (delivery.insertId === null) throw new Error('delivery insert returned no id');
-    return { id: inserted.insertId, uid, deliveries: 1, deliveryId: delivery.insertId };
+    return { id: inserted.insertId, uid, at };
   }
 }

@@ -26,7 +26,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, nth: number) =
  */
 export class Receiver {
   readonly requests: ReceivedRequest[] = [];
-  /** A webhook-id that arrived while an earlier request with the same id was still open. */
+  /** `<path> <webhook-id>` that arrived while an earlier request with the same pair was still open. */
   readonly overlaps: string[] = [];
   private readonly open = new Map<string, number>();
   private readonly handlers = new Map<string, Handler>();
@@ -39,7 +39,8 @@ export class Receiver {
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
         const path = req.url ?? '/';
-        const id = String(req.headers['webhook-id'] ?? '');
+        // One event goes to several subscriptions at once: only the same id to the same URL overlaps.
+        const id = `${path} ${String(req.headers['webhook-id'] ?? '')}`;
         const openNow = this.open.get(id) ?? 0;
         if (openNow > 0) this.overlaps.push(id);
         this.open.set(id, openNow + 1);

@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
@@ -43,7 +49,7 @@ function instanceName(): string {
  * (each bounded by WEBHOOK_TIMEOUT_MS) to record their results.
  */
 @Injectable()
-export class DeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly instance = instanceName();
   private claims = 0;
   private readonly inFlight = new Set<Promise<void>>();
@@ -68,9 +74,15 @@ export class DeliveryWorker implements OnApplicationBootstrap, BeforeApplication
     });
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  /** The first of the shutdown hooks: nothing new is claimed from here on. */
+  onModuleDestroy(): void {
     this.stopped = true;
     stopScheduled(this.scheduler, WEBHOOK_DELIVERY_INTERVAL);
+  }
+
+  /** Before the database closes: the attempts in flight record their results. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.onModuleDestroy();
     // A poll under way may still start what it claimed; then those attempts finish and record.
     await this.polling;
     await this.idle();

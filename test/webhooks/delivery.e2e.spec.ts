@@ -3,6 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import { MAX_ATTEMPTS } from '../../src/webhooks/retry-schedule';
 import { MAX_RESPONSE_BYTES } from '../../src/webhooks/webhook-sender';
 import { sql } from '../support/quota-factories';
+import { freePort } from '../support/service-process';
 import { startTestApp, type TestApp } from '../support/test-app';
 import {
   createSubscription,
@@ -227,6 +228,16 @@ describe('webhook delivery workers', () => {
       lastError: null,
     });
     expect(MAX_RESPONSE_BYTES).toBe(65_536);
+  });
+
+  it('records a refused connection in its own words, and retries it', async () => {
+    const closedPort = await freePort();
+    await createSubscription(t, `http://127.0.0.1:${closedPort}/nobody`);
+    const event = await recordEvent(t);
+    await until(async () => (await deliveryOf(t, event.id)).lastError !== null);
+    const stored = await deliveryOf(t, event.id);
+    expect(stored).toMatchObject({ status: 'pending', lastStatusCode: null, lastError: 'connection refused' });
+    expect(stored.nextAttemptAt).not.toBeNull();
   });
 
   it('marks a delivery failed after the last attempt of the schedule', async () => {

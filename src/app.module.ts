@@ -17,6 +17,7 @@ import { MetricsController } from './metrics/metrics.controller';
 import { MetricsModule } from './metrics/metrics.module';
 import { QuotaModule } from './quota/quota.module';
 import { RedisModule } from './redis/redis.module';
+import { WebhookDeliveryModule } from './webhooks/webhook-delivery.module';
 import { WebhooksModule } from './webhooks/webhooks.module';
 
 @Global()
@@ -66,6 +67,7 @@ export class AppModule {
         JobsModule.forRoot(config),
         AnalyticsModule,
         WebhooksModule,
+        WebhookDeliveryModule,
         ...extraModules,
       ],
       // The scrape endpoint, on top of the metrics registry (global, below every module) and auth.

@@ -1,0 +1,29 @@
+import { Module } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { DatabaseModule } from '../database/database.module';
+import { DeliveryQueueRepository } from './delivery-queue.repository';
+import { DeliveryWorker } from './delivery-worker.service';
+import { DestinationPolicy } from './destination-policy';
+import { WebhookSender } from './webhook-sender';
+import { WebhooksMetrics } from './webhooks.metrics';
+
+/**
+ * Webhook delivery workers: on APP_ROLE worker and all they send the pending deliveries of the
+ * event log, signed, with retries. Every role reports the queue's metrics.
+ */
+@Module({
+  imports: [DatabaseModule],
+  providers: [
+    DeliveryQueueRepository,
+    WebhooksMetrics,
+    {
+      provide: WebhookSender,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig) =>
+        new WebhookSender(new DestinationPolicy(config.webhooks), config.webhooks.timeoutMs),
+    },
+    DeliveryWorker,
+  ],
+  exports: [DeliveryWorker],
+})
+export class WebhookDeliveryModule {}

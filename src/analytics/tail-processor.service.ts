@@ -402,9 +402,11 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     for (const a of fresh) ids.push(await this.anomalies.insert(s, a, now));
     // Read back, so the event carries exactly what the anomalies API will show.
     const detectedAt = readTimestamp(now);
-    for (const view of await this.anomalies.viewsByIds(s, ids)) {
-      await this.events.record(s, anomalyDetected(view, detectedAt));
-    }
+    const views = await this.anomalies.viewsByIds(s, ids);
+    await this.events.recordAll(
+      s,
+      views.map((view) => anomalyDetected(view, detectedAt)),
+    );
     return fresh;
   }
 
@@ -438,9 +440,11 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     if (crossings.length === 0) return;
     const externalIds = await this.tail.externalIds(s, [...new Set(crossings.map((c) => c.row.memberId))]);
     const at = new Date(nowMs);
-    for (const crossing of crossings) {
-      const externalId = externalIds.get(crossing.row.memberId) ?? '';
-      await this.events.record(s, thresholdReached({ ...crossing, externalId }, at));
-    }
+    await this.events.recordAll(
+      s,
+      crossings.map((crossing) =>
+        thresholdReached({ ...crossing, externalId: externalIds.get(crossing.row.memberId) ?? '' }, at),
+      ),
+    );
   }
 }

@@ -269,6 +269,51 @@ describe('webhook event producers', () => {
       expect(crossed[1].source).toBe(`history:${(await historyIds(member.id, 'manual_adjustment'))[0]}`);
     });
 
+    it('records the many crossings of one run together: one event and one pending delivery per crossing', async () => {
+      const { ids, membershipType } = await seedMembers(t, 600, { balance: 50, maxQuota: 100 });
+      await processTail(t);
+      const res = await request(t.server)
+        .post(BULK)
+        .set(bearer(admin))
+        .send({ membership_type: membershipType, delta: -40 });
+      const op = await waitForOperation(t, admin, res.body.data.operation_id as string);
+      expect(op).toMatchObject({ status: 'completed', changed: 600 });
+      await processTail(t);
+
+      const rows = await sql<{ id: unknown; member_id: unknown }>(
+        t,
+        'SELECT id, member_id FROM member_quota_history WHERE operation_id = ? ORDER BY id',
+        [op.id],
+      );
+      expect(rows).toHaveLength(600);
+      const memberOf = new Map(rows.map((r) => [`history:${String(r.id)}`, String(r.member_id)]));
+      const recorded = (await events('quota.threshold_reached')).filter((e) => memberOf.has(e.source));
+      expect(recorded).toHaveLength(600);
+      expect(new Set(recorded.map((e) => e.source)).size).toBe(600);
+      for (const event of recorded) {
+        expect(event.body.data).toMatchObject({
+          member_id: memberOf.get(event.source),
+          membership_type: membershipType,
+          threshold: 80,
+          balance: 10,
+          reason: 'bulk_adjustment',
+        });
+      }
+      expect(new Set(recorded.map((e) => e.body.data.member_id))).toEqual(new Set(ids));
+      const delivered = await sql<{ event_id: unknown; subscription_id: unknown; status: string }>(
+        t,
+        `SELECT d.event_id, d.subscription_id, d.status FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+          WHERE e.type = 'quota.threshold_reached' AND e.id >= ? ORDER BY d.event_id`,
+        [recorded[0].id],
+      );
+      const mine = delivered.filter((d) => recorded.some((e) => e.id === String(d.event_id)));
+      expect(mine).toHaveLength(600);
+      expect(new Set(mine.map((d) => String(d.event_id))).size).toBe(600);
+      expect(new Set(mine.map((d) => `${String(d.subscription_id)}:${d.status}`))).toEqual(
+        new Set([`${everything}:pending`]),
+      );
+    });
+
     it('gives nothing for a type whose max_quota is 0', async () => {
       const member = await createMember(t, { maxQuota: 0, initialQuota: 5 });
       await consume(t, service.token, member.id, 5);

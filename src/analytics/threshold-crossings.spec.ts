@@ -31,6 +31,11 @@ describe('crossedThresholds', () => {
     expect(crossedThresholds(row(-9, 1), null)).toEqual([]);
   });
 
+  it("ignores a hold's committed consumption: the hold row counted those units already", () => {
+    expect(crossedThresholds({ ...row(-9, 1), holdId: '4' }, 10)).toEqual([]);
+    expect(crossedThresholds({ ...row(-9, 1), holdId: null }, 10)).toEqual([80]);
+  });
+
   it('counts every kind of spending: holds and negative adjustments too', () => {
     for (const reason of ['hold', 'manual_adjustment', 'bulk_adjustment', 'config_change']) {
       expect(crossedThresholds(row(-10, 0, reason), 10)).toEqual([80, 100]);

@@ -267,6 +267,17 @@ describe('webhook event producers', () => {
       ]);
       expect(crossed[0].source).toBe(`history:${(await historyIds(member.id, 'hold'))[0]}`);
       expect(crossed[1].source).toBe(`history:${(await historyIds(member.id, 'manual_adjustment'))[0]}`);
+
+      // Committing the hold gives its units back and consumes them (0 -> 16 -> 0): that is no new
+      // spending, the hold row counted it already.
+      await request(t.server)
+        .post(`${HOLD(hold.body.data.hold_id as string)}/commit`)
+        .set(bearer(service.token))
+        .send({})
+        .expect(200);
+      expect(await historyIds(member.id, 'consumption')).toHaveLength(2);
+      await processTail(t);
+      expect(await thresholdEventsOf(member.id)).toHaveLength(2);
     });
 
     it('records the many crossings of one run together: one event and one pending delivery per crossing', async () => {

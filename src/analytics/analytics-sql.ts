@@ -18,11 +18,12 @@ export interface RawLedgerRow {
   created_at: unknown;
   membership_type: string;
   max_quota: unknown;
+  hold_id: unknown;
 }
 
 /** Columns for RawLedgerRow; `h` is member_quota_history, `m` members, `c` member_quota_config. */
 export const LEDGER_ROW_COLUMNS =
-  'h.id, h.member_id, h.delta, h.balance_after, h.reason, h.note, h.created_at, m.membership_type, c.max_quota';
+  'h.id, h.member_id, h.delta, h.balance_after, h.reason, h.note, h.created_at, m.membership_type, c.max_quota, h.hold_id';
 export const LEDGER_ROW_JOINS =
   'FROM member_quota_history h JOIN members m ON m.id = h.member_id LEFT JOIN member_quota_config c ON c.membership_type = m.membership_type';
 
@@ -37,6 +38,7 @@ export function toLedgerRow(r: RawLedgerRow): LedgerRow {
     createdAtMs: readTimestamp(r.created_at).getTime(),
     currentType: r.membership_type,
     maxQuota: r.max_quota === null || r.max_quota === undefined ? null : Number(r.max_quota),
+    holdId: r.hold_id === null || r.hold_id === undefined ? null : idText(r.hold_id),
   };
 }
 

@@ -3,6 +3,7 @@ import { Module } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
+import { EventsModule } from '../events/events.module';
 import { QuotaModule } from '../quota/quota.module';
 import { AnalyticsController } from './analytics.controller';
 import { AnalyticsMetrics } from './analytics.metrics';
@@ -25,6 +26,7 @@ import { TailRepository } from './tail.repository';
 @Module({
   imports: [
     QuotaModule,
+    EventsModule,
     CacheModule.registerAsync({
       inject: [AppConfig, ROOT_LOGGER],
       useFactory: (config: AppConfig, logger: Logger) => statsCacheOptions(config, logger),

@@ -20,6 +20,35 @@ export interface AnomalyFilter {
   readonly beforeId?: string;
 }
 
+interface AnomalyRow {
+  id: unknown;
+  member_id: unknown;
+  membership_type: string;
+  kind: AnomalyKind;
+  occurred_at: unknown;
+  detected_at: unknown;
+  observed: unknown;
+  expected: unknown;
+  detail: string | null;
+}
+
+const ANOMALY_COLUMNS = 'id, member_id, membership_type, kind, occurred_at, detected_at, observed, expected, detail';
+
+/** A stored anomaly in the API's shape (GET /admin/quota/anomalies, and anomaly.detected events). */
+function toAnomalyView(r: AnomalyRow): AnomalyView {
+  return {
+    id: String(r.id),
+    member_id: String(r.member_id),
+    membership_type: r.membership_type,
+    kind: r.kind,
+    occurred_at: readTimestamp(r.occurred_at).toISOString(),
+    detected_at: readTimestamp(r.detected_at).toISOString(),
+    observed: Number(r.observed),
+    expected: r.expected === null || r.expected === undefined ? null : Number(r.expected),
+    detail: r.detail,
+  };
+}
+
 /** Keys per IN list when reading usage state and stored keys. */
 const KEYS_PER_QUERY = 500;
 
@@ -51,32 +80,25 @@ export class AnomaliesRepository {
       params.push(filter.beforeId);
     }
     const where = conditions.length ? ` WHERE ${conditions.join(' AND ')}` : '';
-    const rows = await s.rows<{
-      id: unknown;
-      member_id: unknown;
-      membership_type: string;
-      kind: AnomalyKind;
-      occurred_at: unknown;
-      detected_at: unknown;
-      observed: unknown;
-      expected: unknown;
-      detail: string | null;
-    }>(
-      `SELECT id, member_id, membership_type, kind, occurred_at, detected_at, observed, expected, detail
-         FROM quota_anomalies${where} ORDER BY id DESC LIMIT ?`,
+    const rows = await s.rows<AnomalyRow>(
+      `SELECT ${ANOMALY_COLUMNS} FROM quota_anomalies${where} ORDER BY id DESC LIMIT ?`,
       [...params, limit],
     );
-    return rows.map((r): AnomalyView => ({
-      id: String(r.id),
-      member_id: String(r.member_id),
-      membership_type: r.membership_type,
-      kind: r.kind,
-      occurred_at: readTimestamp(r.occurred_at).toISOString(),
-      detected_at: readTimestamp(r.detected_at).toISOString(),
-      observed: Number(r.observed),
-      expected: r.expected === null || r.expected === undefined ? null : Number(r.expected),
-      detail: r.detail,
-    }));
+    return rows.map(toAnomalyView);
+  }
+
+  /** The anomalies with these ids as the API shows them, in id order. */
+  async viewsByIds(s: SqlSession, ids: readonly string[]): Promise<AnomalyView[]> {
+    const views: AnomalyView[] = [];
+    for (let i = 0; i < ids.length; i += KEYS_PER_QUERY) {
+      const chunk = ids.slice(i, i + KEYS_PER_QUERY);
+      const rows = await s.rows<AnomalyRow>(
+        `SELECT ${ANOMALY_COLUMNS} FROM quota_anomalies WHERE id IN (${marks(chunk.length)}) ORDER BY id`,
+        chunk,
+      );
+      views.push(...rows.map(toAnomalyView));
+    }
+    return views;
   }
 
   /** Ids of up to `limit` anomalies detected before the cutoff, oldest first (a range on detected_at). */
@@ -108,8 +130,9 @@ export class AnomaliesRepository {
     return existing;
   }
 
-  async insert(s: SqlSession, anomaly: DetectedAnomaly, detectedAt: string): Promise<void> {
-    await s.exec(
+  /** Returns the new anomaly's id. */
+  async insert(s: SqlSession, anomaly: DetectedAnomaly, detectedAt: string): Promise<string> {
+    const inserted = await s.exec(
       `INSERT INTO quota_anomalies (member_id, membership_type, kind, dedupe_key, occurred_at, detected_at, observed, expected, detail)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [
@@ -124,6 +147,8 @@ export class AnomaliesRepository {
         anomaly.detail.slice(0, 500),
       ],
     );
+    if (inserted.insertId === null) throw new Error('anomaly insert returned no id');
+    return inserted.insertId;
   }
 
   /** The detector's state of each member (a fresh one for a member without any). */

@@ -10,6 +10,8 @@ export interface LedgerRow {
   /** The member's membership type now (when the row is read), not necessarily when it was written. */
   readonly currentType: string;
   readonly maxQuota: number | null;
+  /** The hold a `hold`, `hold_release` or committed `consumption` row belongs to (absent: none). */
+  readonly holdId?: string | null;
 }
 
 export interface TypeChange {

@@ -5,7 +5,9 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
-import { sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
+import { EventsRepository } from '../events/events.repository';
+import { anomalyDetected, thresholdReached, type ThresholdCrossing } from './analytics-events';
 import { AnalyticsMetrics } from './analytics.metrics';
 import { AnomaliesRepository } from './anomalies.repository';
 import { AnomalyDetector, type DetectedAnomaly } from './anomaly-detector';
@@ -13,6 +15,7 @@ import { emptyFold, foldMemberDays, foldRows, TypeAttribution, type LedgerRow } 
 import { MemberDailyRepository } from './member-daily.repository';
 import { RollupsRepository } from './rollups.repository';
 import { TailRepository, type Gap } from './tail.repository';
+import { crossedThresholds } from './threshold-crossings';
 
 /** The scheduler's name for the tail processor's interval (QUOTA_ANALYTICS_INTERVAL_MS). */
 export const TAIL_INTERVAL = 'analytics-tail';
@@ -85,7 +88,9 @@ function lowestBefore(watermark: string, rows: readonly LedgerRow[]): number {
  * reflected in the totals then.
  *
  * Everything a run writes, watermark included, commits in one transaction, under a lock on the
- * watermark row (SKIP LOCKED: a second instance skips its turn instead of waiting).
+ * watermark row (SKIP LOCKED: a second instance skips its turn instead of waiting). That includes
+ * the events it detects (anomaly.detected, quota.threshold_reached): each is recorded once, with
+ * the fold that found it, and none is left behind by a run that rolls back.
  */
 @Injectable()
 export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -104,6 +109,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     private readonly tail: TailRepository,
     private readonly rollups: RollupsRepository,
     private readonly daily: MemberDailyRepository,
+    private readonly events: EventsRepository,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
@@ -239,6 +245,7 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     );
 
     const anomalies = await this.detect(s, rows, types, nowMs);
+    await this.recordThresholdCrossings(s, folded, types, nowMs);
     if (rows.length === 0) {
       const drift = await this.reconcileIfDue(s, watermark, nowMs, more);
       return { ran: true, processed: late.length, late: late.length, watermark, anomalies, more, drift, expired };
@@ -380,7 +387,10 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     return this.store(s, found, now);
   }
 
-  /** Stores new events; a key already stored (a batch that is processed again) is skipped. */
+  /**
+   * Stores new anomalies, each with its anomaly.detected event; a key already stored (a batch that
+   * is processed again) is skipped.
+   */
   private async store(s: SqlSession, found: DetectedAnomaly[], now: string): Promise<DetectedAnomaly[]> {
     if (found.length === 0) return [];
     const existing = await this.anomalies.storedDedupeKeys(
@@ -388,7 +398,53 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
       found.map((a) => a.dedupeKey),
     );
     const fresh = found.filter((a) => !existing.has(a.dedupeKey));
-    for (const a of fresh) await this.anomalies.insert(s, a, now);
+    const ids: string[] = [];
+    for (const a of fresh) ids.push(await this.anomalies.insert(s, a, now));
+    // Read back, so the event carries exactly what the anomalies API will show.
+    const detectedAt = readTimestamp(now);
+    const views = await this.anomalies.viewsByIds(s, ids);
+    await this.events.recordAll(
+      s,
+      views.map((view) => anomalyDetected(view, detectedAt)),
+    );
     return fresh;
+  }
+
+  /**
+   * quota.threshold_reached for every row of the batch that takes its member's usage across 80 or
+   * 100 % of max_quota: rows in order and late rows alike (a crossing depends on the row alone). The
+   * max_quota is that of the type the member had when the row was written, as the config is now.
+   */
+  private async recordThresholdCrossings(
+    s: SqlSession,
+    rows: readonly LedgerRow[],
+    types: TypeAttribution,
+    nowMs: number,
+  ): Promise<void> {
+    const candidates = rows.filter((row) => row.delta < 0);
+    if (candidates.length === 0) return;
+    const typeOf = new Map(candidates.map((row) => [row.id, types.typeOf(row)]));
+    // Rows written under another type than the member's current one need that type's max_quota.
+    const otherTypes = new Set(
+      candidates.filter((row) => typeOf.get(row.id) !== row.currentType).map((row) => typeOf.get(row.id)!),
+    );
+    const otherMax = await this.tail.maxQuotas(s, [...otherTypes]);
+    const crossings: Omit<ThresholdCrossing, 'externalId'>[] = [];
+    for (const row of candidates) {
+      const membershipType = typeOf.get(row.id)!;
+      const maxQuota = membershipType === row.currentType ? row.maxQuota : (otherMax.get(membershipType) ?? null);
+      for (const threshold of crossedThresholds(row, maxQuota)) {
+        crossings.push({ row, membershipType, maxQuota: maxQuota!, threshold });
+      }
+    }
+    if (crossings.length === 0) return;
+    const externalIds = await this.tail.externalIds(s, [...new Set(crossings.map((c) => c.row.memberId))]);
+    const at = new Date(nowMs);
+    await this.events.recordAll(
+      s,
+      crossings.map((crossing) =>
+        thresholdReached({ ...crossing, externalId: externalIds.get(crossing.row.memberId) ?? '' }, at),
+      ),
+    );
   }
 }

@@ -15,6 +15,9 @@ export interface Gap {
   readonly seenAt: string;
 }
 
+/** Keys per IN list. */
+const KEYS_PER_QUERY = 500;
+
 /** Gap ranges per statement: an OR of primary-key ranges, which both databases read as range scans. */
 const GAPS_PER_QUERY = 200;
 
@@ -95,6 +98,30 @@ export class TailRepository {
     return rows.flatMap(
       (r) => typeChange(Number(r.id), String(r.member_id), r.from_membership_type, r.to_membership_type) ?? [],
     );
+  }
+
+  /** The members' external ids (as the API shows members), by member id. */
+  async externalIds(s: SqlSession, memberIds: readonly string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    for (let i = 0; i < memberIds.length; i += KEYS_PER_QUERY) {
+      const chunk = memberIds.slice(i, i + KEYS_PER_QUERY);
+      const rows = await s.rows<{ id: unknown; external_id: string }>(
+        `SELECT id, external_id FROM members WHERE id IN (${marks(chunk.length)})`,
+        chunk,
+      );
+      for (const r of rows) found.set(String(r.id), r.external_id);
+    }
+    return found;
+  }
+
+  /** The types' max_quota now, by type (a type without a config is absent). */
+  async maxQuotas(s: SqlSession, types: readonly string[]): Promise<Map<string, number>> {
+    if (types.length === 0) return new Map();
+    const rows = await s.rows<{ membership_type: string; max_quota: unknown }>(
+      `SELECT membership_type, max_quota FROM member_quota_config WHERE membership_type IN (${marks(types.length)})`,
+      types,
+    );
+    return new Map(rows.map((r) => [r.membership_type, Number(r.max_quota)]));
   }
 
   /** The stored gaps, lowest first. */

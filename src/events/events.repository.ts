@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
+import { marks } from '../database/dialect';
 import { sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { eventBody, type NewEvent } from './event-types';
 
@@ -10,6 +11,9 @@ export interface RecordedEvent {
   /** Deliveries created for it (one per active subscription to its type). */
   readonly deliveries: number;
 }
+
+/** Events (or deliveries) per multi-row statement of recordAll. */
+const EVENTS_PER_STATEMENT = 500;
 
 /** `msg_` and 18 random bytes in base64url: unique across databases, restores and instances. */
 export function newEventUid(): string {
@@ -34,6 +38,58 @@ export function parseEventTypes(stored: string): string[] {
  */
 @Injectable()
 export class EventsRepository {
+  /**
+   * Records many events at once, as `record` does each (same fan-out, same transaction), in a few
+   * statements per EVENTS_PER_STATEMENT events instead of three per event: a processor that finds
+   * thousands in one run (a bulk adjustment taking every member of a type past 80 %) keeps its
+   * transaction, and its shared lock on the subscriptions, short. Returns them in input order.
+   */
+  async recordAll(s: SqlSession, events: readonly NewEvent[]): Promise<RecordedEvent[]> {
+    if (events.length === 0) return [];
+    const subscriptions = await s.rows<{ id: unknown; event_types: string }>(
+      `SELECT id, event_types FROM webhook_subscriptions WHERE is_active = 1 ORDER BY id${s.sql.forShare}`,
+    );
+    const targetsOf = new Map<string, string[]>();
+    for (const type of new Set(events.map((e) => e.type))) {
+      targetsOf.set(
+        type,
+        subscriptions.filter((row) => parseEventTypes(row.event_types).includes(type)).map((row) => String(row.id)),
+      );
+    }
+    const recorded: RecordedEvent[] = [];
+    for (let i = 0; i < events.length; i += EVENTS_PER_STATEMENT) {
+      const chunk = events.slice(i, i + EVENTS_PER_STATEMENT).map((event) => ({
+        event,
+        uid: newEventUid(),
+        at: sqlTimestamp(event.at),
+        targets: targetsOf.get(event.type)!,
+      }));
+      await s.exec(
+        `INSERT INTO webhook_events (uid, type, source, body, created_at) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+        chunk.flatMap((e) => [e.uid, e.event.type, e.event.source, eventBody(e.event), e.at]),
+      );
+      // The ids back by uid (unique): a multi-row insert reports one id on either driver.
+      const rows = await s.rows<{ id: unknown; uid: string }>(
+        `SELECT id, uid FROM webhook_events WHERE uid IN (${marks(chunk.length)})`,
+        chunk.map((e) => e.uid),
+      );
+      const idOf = new Map(rows.map((r) => [r.uid, String(r.id)]));
+      const deliveries = chunk.flatMap((e) =>
+        e.targets.map((subscriptionId) => [subscriptionId, idOf.get(e.uid)!, 'pending', 0, e.at, e.at, e.at]),
+      );
+      for (let j = 0; j < deliveries.length; j += EVENTS_PER_STATEMENT) {
+        const part = deliveries.slice(j, j + EVENTS_PER_STATEMENT);
+        await s.exec(
+          `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
+           VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+          part.flat(),
+        );
+      }
+      recorded.push(...chunk.map((e) => ({ id: idOf.get(e.uid)!, uid: e.uid, deliveries: e.targets.length })));
+    }
+    return recorded;
+  }
+
   async record(s: SqlSession, event: NewEvent): Promise<RecordedEvent> {
     const { id, uid, at } = await this.insertEvent(s, event);
     const subscriptions = await s.rows<{ id: unknown; event_types: string }>(

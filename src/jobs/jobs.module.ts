@@ -3,6 +3,7 @@ import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
 import type { AppConfig } from '../config/app-config';
 import { tlsConnectOptions } from '../config/tls';
+import { EventsModule } from '../events/events.module';
 import { QuotaModule } from '../quota/quota.module';
 import { JobsClock } from './clock';
 import { OPERATIONS_QUEUE } from './jobs.constants';
@@ -44,6 +45,7 @@ export class JobsModule {
       imports: [
         QuotaModule,
         AuditModule,
+        EventsModule,
         ...(redis
           ? [
               BullModule.forRoot({

@@ -8,8 +8,10 @@ import { QuotaDatabase } from '../database/database';
 import { dbErrorKind } from '../database/sql-session';
 import { AppError } from '../common/app-error';
 import { isDatabaseUnavailable } from '../common/database-errors';
+import { EventsRepository } from '../events/events.repository';
+import type { NewEvent } from '../events/event-types';
 import { JobsMetrics } from './jobs.metrics';
-import type { Operation, OperationStatus } from './operation.view';
+import { operationJson, type Operation, type OperationStatus } from './operation.view';
 import { OperationsRepository } from './operations.repository';
 
 /** A chunk is tried this many times in a row (with backoff) before the attempt gives up. */
@@ -19,6 +21,11 @@ const CHUNK_BACKOFF_MS = 200;
 export interface RunOptions {
   /** The queue will not retry after this attempt: a chunk that still fails marks the operation failed. */
   readonly finalAttempt: boolean;
+}
+
+/** `operation.completed` / `operation.failed`: the operation as GET /admin/quota/operations/:id shows it. */
+function operationFinished(op: Operation, status: 'completed' | 'failed', at: Date): NewEvent {
+  return { type: `operation.${status}`, data: operationJson(op), source: `operation:${op.id}`, at };
 }
 
 /** Another runner advanced the cursor while this one waited for the chunk's locks. */
@@ -54,6 +61,7 @@ export class OperationRunner implements BeforeApplicationShutdown {
     private readonly config: AppConfig,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly operations: OperationsRepository,
+    private readonly events: EventsRepository,
   ) {}
 
   get isStopping(): boolean {
@@ -166,9 +174,21 @@ export class OperationRunner implements BeforeApplicationShutdown {
     }
   }
 
+  /**
+   * Ends the operation. A completed or failed one records operation.completed / operation.failed in
+   * the same transaction, with the operation as the API shows it then; a cancelled one records
+   * nothing: an admin asked for it and was answered.
+   */
   private async finish(op: Operation, status: OperationStatus, error: string | null = null): Promise<void> {
     const now = new Date();
-    const finished = await this.db.transaction((s) => this.operations.finish(s, op.id, status, error, now));
+    const finished = await this.db.transaction(async (s) => {
+      if (!(await this.operations.finish(s, op.id, status, error, now))) return false;
+      if (status === 'completed' || status === 'failed') {
+        const ended = await this.operations.findById(s, op.id);
+        if (ended) await this.events.record(s, operationFinished(ended, status, now));
+      }
+      return true;
+    });
     if (!finished) return;
     const started = op.startedAt ?? op.createdAt;
     this.metrics.duration.observe({ kind: op.kind, status }, Math.max(0, now.getTime() - started.getTime()) / 1000);

@@ -16,7 +16,7 @@ import { ApiProblems } from '../openapi/problems';
 import { CommitHoldDto, HoldsQuery, NewHoldDto, OwnHoldsQuery } from './dto/hold.dto';
 import { PAGE_DEFAULT_LIMIT } from './dto/quota.dto';
 import { HoldChangeSchema, HoldSchema } from './holds.schemas';
-import { HoldsService, type HoldChange, type HoldsPage, type HoldView } from './holds.service';
+import { holdJson, HoldsService, type HoldChange, type HoldsPage } from './holds.service';
 import { sendChangeHeaders } from './change-headers';
 import { IdempotencyKeyHeader } from './idempotency-key.header';
 import { HoldIdPipe, MemberIdPipe } from './member-id.pipe';
@@ -41,21 +41,6 @@ const SETTLE_PROBLEMS: readonly ErrorCode[] = [
   'idempotency_key_mismatch',
   'idempotency_key_in_use',
 ];
-
-export function holdJson(hold: HoldView) {
-  return {
-    hold_id: hold.holdId,
-    member_id: hold.memberId,
-    amount: hold.amount,
-    status: hold.status,
-    committed_amount: hold.committedAmount,
-    released_amount: hold.releasedAmount,
-    note: hold.note,
-    created_at: hold.createdAt.toISOString(),
-    expires_at: hold.expiresAt.toISOString(),
-    settled_at: hold.settledAt?.toISOString() ?? null,
-  };
-}
 
 function changeJson(res: HttpReply, change: HoldChange) {
   sendChangeHeaders(res, change.headers, change.replayed);

@@ -3,6 +3,7 @@ import { Injectable } from '@nestjs/common';
 import type { Principal } from '../auth/principal';
 import { NotFoundError, ValidationFailedError } from '../common/app-error';
 import { QuotaDatabase } from '../database/database';
+import { EventsRepository } from '../events/events.repository';
 import type { SqlSession } from '../database/sql-session';
 import { IdempotencyService, type IdempotentOperation, type IdempotentRequest } from './idempotency.service';
 import { HoldsRepository, type HoldRow, type HoldsFilter, type NewHold, type Settlement } from './holds.repository';
@@ -52,6 +53,22 @@ export function holdView(row: HoldRow, now = new Date()): HoldView {
   };
 }
 
+/** The API shape of a hold (and the data of its hold.expired event). */
+export function holdJson(hold: HoldView) {
+  return {
+    hold_id: hold.holdId,
+    member_id: hold.memberId,
+    amount: hold.amount,
+    status: hold.status,
+    committed_amount: hold.committedAmount,
+    released_amount: hold.releasedAmount,
+    note: hold.note,
+    created_at: hold.createdAt.toISOString(),
+    expires_at: hold.expiresAt.toISOString(),
+    settled_at: hold.settledAt?.toISOString() ?? null,
+  };
+}
+
 const CURSOR = new KeysetCursor('q');
 
 /**
@@ -72,6 +89,7 @@ export class HoldsService {
     private readonly idempotency: IdempotencyService,
     private readonly quota: QuotaService,
     private readonly metrics: QuotaMetrics,
+    private readonly events: EventsRepository,
   ) {}
 
   async create(caller: Principal, memberId: string, request: NewHoldRequest, key?: string): Promise<HoldChange> {
@@ -176,13 +194,22 @@ export class HoldsService {
 
   /**
    * Gives back the units of one open hold past its time, exactly once (false when it was settled
-   * or expired by someone else first). Used by the expiry sweep, and at once when a settlement
-   * finds the hold lapsed.
+   * or expired by someone else first), and records hold.expired with it. Used by the expiry sweep,
+   * and at once when a settlement finds the hold lapsed.
    */
   async expire(hold: { id: string; memberId: string; amount: number }, now = new Date()): Promise<boolean> {
     const expired = await this.db.transaction(async (s) => {
       if (!(await this.holds.expire(s, hold.id, now))) return false;
       await this.giveBack(s, hold, 'system', null);
+      const row = await this.holds.find(s, hold.id);
+      if (row) {
+        await this.events.record(s, {
+          type: 'hold.expired',
+          data: holdJson(holdView(row, now)),
+          source: `hold:${row.id}`,
+          at: now,
+        });
+      }
       return true;
     });
     if (expired) this.metrics.holdsSettled.inc({ outcome: 'expired' });

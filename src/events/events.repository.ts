@@ -90,22 +90,10 @@ export class EventsRepository {
     return recorded;
   }
 
+  /** One event, as recordAll records each. */
   async record(s: SqlSession, event: NewEvent): Promise<RecordedEvent> {
-    const { id, uid, at } = await this.insertEvent(s, event);
-    const subscriptions = await s.rows<{ id: unknown; event_types: string }>(
-      `SELECT id, event_types FROM webhook_subscriptions WHERE is_active = 1 ORDER BY id${s.sql.forShare}`,
-    );
-    const targets = subscriptions
-      .filter((row) => parseEventTypes(row.event_types).includes(event.type))
-      .map((row) => String(row.id));
-    if (targets.length > 0) {
-      await s.exec(
-        `INSERT INTO webhook_deliveries (subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES ${targets.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
-        targets.flatMap((subscriptionId) => [subscriptionId, id, 'pending', 0, at, at, at]),
-      );
-    }
-    return { id, uid, deliveries: targets.length };
+    const [recorded] = await this.recordAll(s, [event]);
+    return recorded;
   }
 
   /**

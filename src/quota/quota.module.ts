@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
 import { BalancesInTimeRepository } from './balances-in-time.repository';
 import { DatabaseModule } from '../database/database.module';
+import { MaintenanceModule } from '../maintenance/maintenance.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
 import { ConfigsController } from './configs.controller';
@@ -28,7 +29,7 @@ import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
 @Module({
-  imports: [DatabaseModule, AuditModule],
+  imports: [DatabaseModule, AuditModule, MaintenanceModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
   controllers: [ConsumptionController, HoldsController, ConfigsController, MembersController, AdminQuotaController],
@@ -60,6 +61,8 @@ import { QuotaService } from './quota.service';
     LedgerBulkService,
     OperationRecorder,
     DatabaseModule,
+    // The write freeze, for the background writers of the modules built on this one.
+    MaintenanceModule,
     QuotaService,
     MembersService,
     ConfigsService,

@@ -3,6 +3,7 @@ import { servedRoutes } from '../../src/app.factory';
 import type { Role } from '../../src/auth/principal';
 import { ANALYTICS_ROUTE_RULES } from './route-rules.analytics';
 import { JOBS_ROUTE_RULES } from './route-rules.jobs';
+import { MAINTENANCE_ROUTE_RULES } from './route-rules.maintenance';
 import { QUOTA_ROUTE_RULES } from './route-rules.quota';
 
 /**
@@ -43,6 +44,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   ...QUOTA_ROUTE_RULES,
   ...JOBS_ROUTE_RULES,
   ...ANALYTICS_ROUTE_RULES,
+  ...MAINTENANCE_ROUTE_RULES,
 ];
 
 export interface AppRoute {

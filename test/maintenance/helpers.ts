@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { readTimestamp } from '../../src/database/sql-session';
 import { bearer } from '../support/auth';
 import { sql } from '../support/quota-factories';
 import type { TestApp } from '../support/test-app';
@@ -20,16 +21,11 @@ export async function storedSwitch(t: TestApp): Promise<StoredSwitch> {
     'SELECT read_only, reason, since, changed_by FROM quota_maintenance WHERE id = 1',
   );
   expect(rows).toHaveLength(1);
-  const since = rows[0].since;
+  const since = rows[0].since as Date | string | null;
   return {
     read_only: Number(rows[0].read_only) === 1,
     reason: (rows[0].reason as string | null) ?? null,
-    since:
-      since === null
-        ? null
-        : since instanceof Date
-          ? since.toISOString()
-          : new Date(`${String(since).replace(' ', 'T')}Z`).toISOString(),
+    since: since === null ? null : readTimestamp(since).toISOString(),
     changed_by: (rows[0].changed_by as string | null) ?? null,
   };
 }

@@ -30,9 +30,11 @@ export class MaintenanceRepository {
     };
   }
 
+  /** Writes the row, creating it if a restore or a hand edit left the table empty. */
   async write(s: SqlSession, state: MaintenanceState, now: Date): Promise<void> {
     await s.exec(
-      'UPDATE quota_maintenance SET read_only = ?, reason = ?, since = ?, changed_by = ?, updated_at = ? WHERE id = 1',
+      `INSERT INTO quota_maintenance (id, read_only, reason, since, changed_by, updated_at) VALUES (1, ?, ?, ?, ?, ?)
+       ${s.sql.upsertTail(['id'], ['read_only', 'reason', 'since', 'changed_by', 'updated_at'], [])}`,
       [
         state.readOnly ? 1 : 0,
         state.reason,

@@ -272,6 +272,41 @@ describe('write freeze (maintenance mode)', () => {
     expect(metrics).toMatch(/^quota_read_only 1$/m);
   });
 
+  it('an instance that starts during the freeze reads the switch before it serves anything', async () => {
+    // The first poll comes 1.5 s after start-up: only the start-up read can refuse this write.
+    const late = await startTestApp({
+      database: t.database,
+      env: { THROTTLE_LIMIT: '0', MAINTENANCE_POLL_INTERVAL_MS: '1500' },
+    });
+    try {
+      const res = await request(late.server)
+        .post(`/api/v1/quota/members/${memberId}/consume`)
+        .set(bearer(service.token))
+        .send({ amount: 1 });
+      expectProblem(res, 503, 'read_only');
+    } finally {
+      await late.close();
+    }
+  });
+
+  it('keeps the last known state when the switch cannot be read', async () => {
+    const before = await wholeDatabase(t);
+    await sql(t, 'ALTER TABLE quota_maintenance RENAME TO quota_maintenance_away');
+    try {
+      // Several polls fail meanwhile.
+      await new Promise((r) => setTimeout(r, 1500));
+      expectProblem(
+        await send('POST', `/api/v1/quota/members/${memberId}/consume`, service.token, { amount: 1 }),
+        503,
+        'read_only',
+      );
+      expect((await request(t.server).get(MAINTENANCE).set(bearer(admin.token))).body.data.read_only).toBe(true);
+    } finally {
+      await sql(t, 'ALTER TABLE quota_maintenance_away RENAME TO quota_maintenance');
+    }
+    expect(await wholeDatabase(t)).toEqual(before);
+  });
+
   it('freezing again keeps since and the reason unless a new one is given', async () => {
     const { since } = await storedSwitch(t);
     const again = await setReadOnly(t, admin.token, true);

@@ -13,6 +13,8 @@ import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { HealthModule } from './health/health.module';
 import { JobsModule } from './jobs/jobs.module';
+import { MaintenanceController } from './maintenance/maintenance.controller';
+import { MaintenanceModule } from './maintenance/maintenance.module';
 import { MetricsController } from './metrics/metrics.controller';
 import { MetricsModule } from './metrics/metrics.module';
 import { QuotaModule } from './quota/quota.module';
@@ -60,6 +62,7 @@ export class AppModule {
         }),
         RedisModule,
         AuditModule,
+        MaintenanceModule,
         QuotaModule,
         AuthModule,
         MetricsModule,
@@ -70,8 +73,9 @@ export class AppModule {
         WebhookDeliveryModule,
         ...extraModules,
       ],
-      // The scrape endpoint, on top of the metrics registry (global, below every module) and auth.
-      controllers: [MetricsController],
+      // The scrape endpoint, on top of the metrics registry (global, below every module) and auth; the
+      // write freeze switch, on top of its module and auth.
+      controllers: [MetricsController, MaintenanceController],
       providers: [{ provide: APP_FILTER, useFactory: () => new ProblemDetailsFilter(logger) }],
     };
   }

@@ -14,13 +14,14 @@ export const LAYERS: ReadonlyArray<readonly string[]> = [
   ['config', 'common', 'database', 'redis', 'metrics', 'openapi'],
   // Beside auth and below it: the audit log and the rate limiter know a caller only by its shape;
   // the event log, which producers in every module above write in their own transactions.
-  ['audit', 'throttle', 'events'],
+  // The write freeze's switch, which the guard, quota, jobs and analytics consult.
+  ['audit', 'throttle', 'events', 'maintenance'],
   ['auth'],
   ['quota'],
   ['jobs', 'analytics', 'webhooks'],
   // The app: composition (app.module, app.factory, the entity and migration lists), the probes,
   // the metrics scrape endpoint, the OpenAPI document built from the running app.
-  ['app', 'health', 'metrics-endpoint', 'openapi-document'],
+  ['app', 'health', 'metrics-endpoint', 'maintenance-endpoint', 'openapi-document'],
   // Entry points: the service, the CLI, the OpenAPI generator.
   ['main', 'cli', 'openapi-generate'],
 ];
@@ -28,6 +29,7 @@ export const LAYERS: ReadonlyArray<readonly string[]> = [
 /** Files that sit in another unit than their folder's. */
 export const UNIT_OF_FILE: Readonly<Record<string, string>> = {
   'metrics/metrics.controller.ts': 'metrics-endpoint',
+  'maintenance/maintenance.controller.ts': 'maintenance-endpoint',
   'openapi/document.ts': 'openapi-document',
   'openapi/generate.ts': 'openapi-generate',
   'main.ts': 'main',

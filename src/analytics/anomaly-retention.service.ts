@@ -5,6 +5,7 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { AnalyticsMetrics } from './analytics.metrics';
 import { AnomaliesRepository } from './anomalies.repository';
 
@@ -32,14 +33,17 @@ export class AnomalyRetention implements OnApplicationBootstrap, BeforeApplicati
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly scheduler: SchedulerRegistry,
     private readonly anomalies: AnomaliesRepository,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   onApplicationBootstrap(): void {
     if (this.config.role === 'api' || this.config.analytics.anomalyRetentionDays === 0) return;
-    scheduleEvery(this.scheduler, PRUNE_INTERVAL, PRUNE_INTERVAL_MS, async () => {
+    // Paused during a write freeze.
+    const tick = this.freeze.whileWritable(async () => {
       if (this.running) return;
       await this.prune().catch((err: unknown) => this.logger.error({ err }, 'pruning old anomalies failed'));
     });
+    scheduleEvery(this.scheduler, PRUNE_INTERVAL, PRUNE_INTERVAL_MS, tick);
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -5,6 +5,7 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { readTimestamp, sqlTimestamp, type SqlSession } from '../database/sql-session';
 import { EventsRepository } from '../events/events.repository';
 import { anomalyDetected, thresholdReached, type ThresholdCrossing } from './analytics-events';
@@ -110,16 +111,19 @@ export class TailProcessor implements OnApplicationBootstrap, BeforeApplicationS
     private readonly rollups: RollupsRepository,
     private readonly daily: MemberDailyRepository,
     private readonly events: EventsRepository,
+    private readonly freeze: WriteFreeze,
   ) {
     this.detector = new AnomalyDetector(config.analytics.anomaly);
   }
 
   onApplicationBootstrap(): void {
     if (this.config.role === 'api' || this.config.analytics.intervalMs === 0) return;
-    scheduleEvery(this.scheduler, TAIL_INTERVAL, this.config.analytics.intervalMs, async () => {
+    // Paused during a write freeze; the tail is caught up from the watermark afterwards.
+    const tick = this.freeze.whileWritable(async () => {
       if (this.running) return;
       await this.drain().catch((err: unknown) => this.logger.error({ err }, 'analytics tail processing failed'));
     });
+    scheduleEvery(this.scheduler, TAIL_INTERVAL, this.config.analytics.intervalMs, tick);
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -2,6 +2,8 @@ import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/com
 import { Reflector } from '@nestjs/core';
 import type { HttpReply, HttpRequest } from '../common/http';
 import { AppError } from '../common/app-error';
+import { ALLOWED_WHILE_READ_ONLY_KEY, isWriteMethod } from '../maintenance/read-only';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { AppThrottlerGuard } from '../throttle/app-throttler.guard';
 import { CHECKS_CALLER_IN_TRANSACTION_KEY, IS_PUBLIC_KEY, ROLES_KEY } from './decorators';
 import { JwtAuthenticator } from './jwt-authenticator';
@@ -11,8 +13,9 @@ type AuthRequest = HttpRequest & { user?: Principal };
 
 /**
  * The one global guard, so the order is fixed: authenticate, rate-limit (per user once known, per
- * address otherwise, so bad tokens are limited too), then authorise. Deny by default: a route
- * without @Public or @Roles is refused to everyone.
+ * address otherwise, so bad tokens are limited too), authorise, then refuse writes during a write
+ * freeze (so 401 and 403 come first, and validation after). Deny by default: a route without
+ * @Public or @Roles is refused to everyone.
  */
 @Injectable()
 export class AccessGuard implements CanActivate {
@@ -20,6 +23,7 @@ export class AccessGuard implements CanActivate {
     private readonly reflector: Reflector,
     private readonly authenticator: JwtAuthenticator,
     private readonly throttler: AppThrottlerGuard,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -42,7 +46,10 @@ export class AccessGuard implements CanActivate {
 
     await this.throttler.canActivate(context);
 
-    if (isPublic) return true;
+    if (isPublic) {
+      this.refuseWritesWhileFrozen(req, targets);
+      return true;
+    }
     if (authFailure || !req.user) throw authFailure ?? new AppError('unauthorized', 'Authentication is required.');
     const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
     if (!roles || roles.length === 0) {
@@ -54,6 +61,14 @@ export class AccessGuard implements CanActivate {
       if (pending) await pending.settle();
       throw new AppError('forbidden', 'Your role is not allowed to use this endpoint.');
     }
+    this.refuseWritesWhileFrozen(req, targets);
     return true;
+  }
+
+  /** An in-memory check (WriteFreeze polls the switch): the write path gets no extra round trip. */
+  private refuseWritesWhileFrozen(req: AuthRequest, targets: Parameters<Reflector['getAllAndOverride']>[1]): void {
+    if (!this.freeze.isReadOnly() || !isWriteMethod(req.method)) return;
+    if (this.reflector.getAllAndOverride<boolean | undefined>(ALLOWED_WHILE_READ_ONLY_KEY, targets) === true) return;
+    this.freeze.assertWritable();
   }
 }

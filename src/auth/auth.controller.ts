@@ -2,6 +2,7 @@ import { Body, Controller, Get, Header, HttpCode, Post, Req } from '@nestjs/comm
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { HttpRequest } from '../common/http';
 import { NoQuery } from '../common/validation';
+import { AllowedWhileReadOnly } from '../maintenance/read-only';
 import { LoginRateLimit } from '../throttle/throttle.decorators';
 import { AuthService } from './auth.service';
 import { CurrentPrincipal, Public, Roles } from './decorators';
@@ -26,6 +27,8 @@ export class AuthController {
   @ApiDataResponse(LoginResultSchema)
   @ApiProblems('invalid_credentials', 'account_locked')
   @Public()
+  // Logging in records failed attempts, yet reads must stay reachable during a write freeze.
+  @AllowedWhileReadOnly()
   @LoginRateLimit()
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')

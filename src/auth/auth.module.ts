@@ -3,6 +3,7 @@ import { APP_GUARD } from '@nestjs/core';
 import { JwtModule } from '@nestjs/jwt';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuditModule } from '../audit/audit.module';
+import { MaintenanceModule } from '../maintenance/maintenance.module';
 import { AppConfig } from '../config/app-config';
 import { ThrottleModule } from '../throttle/throttle.module';
 import { AccessGuard } from './access.guard';
@@ -31,6 +32,7 @@ import { UsersService } from './users.service';
     }),
     ThrottleModule,
     AuditModule,
+    MaintenanceModule,
   ],
   controllers: [AuthController, UsersController],
   providers: [

@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { UsersService } from './users.service';
 
 /** How to get the first admin, for the start-up log of an install that has none. */
@@ -21,11 +22,16 @@ export class BootstrapAdmin implements OnApplicationBootstrap {
     private readonly config: AppConfig,
     private readonly users: UsersService,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
     const admin = this.config.bootstrapAdmin;
     if (!admin) return;
+    if (this.freeze.isReadOnly()) {
+      this.logger.warn('write freeze: ADMIN_EMAIL / ADMIN_PASSWORD not applied; restart after it ends');
+      return;
+    }
     try {
       const outcome = await this.users.ensureBootstrapAdmin(admin.email, admin.password);
       switch (outcome) {

@@ -8,6 +8,8 @@ import { UsersService } from '../auth/users.service';
 import type { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
 import { appDataSourceOptions } from '../app.data-source';
+import { MaintenanceRepository } from '../maintenance/maintenance.repository';
+import { MaintenanceService } from '../maintenance/maintenance.service';
 
 export interface CliModuleOptions {
   /** Apply pending migrations on start, as the service would (user:create); read-only commands do not. */
@@ -15,8 +17,8 @@ export interface CliModuleOptions {
 }
 
 /**
- * What the commands need and nothing more: the config, one database connection, users and the
- * audit log. No HTTP server, no Redis, no queues, no workers or timers.
+ * What the commands need and nothing more: the config, one database connection, users, the write
+ * freeze switch and the audit log. No HTTP server, no Redis, no queues, no workers or timers.
  */
 @Module({})
 export class CliModule {
@@ -33,7 +35,7 @@ export class CliModule {
         TypeOrmModule.forFeature([User]),
         AuditModule,
       ],
-      providers: [PasswordHasher, UsersService],
+      providers: [PasswordHasher, UsersService, MaintenanceRepository, MaintenanceService],
     };
   }
 }

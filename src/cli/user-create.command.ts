@@ -5,6 +5,7 @@ import { CreateUserDto } from '../auth/dto/user.dto';
 import { UsersService } from '../auth/users.service';
 import { AppError } from '../common/app-error';
 import { UsageError, type CliCommand } from './command';
+import { refusalWhileReadOnly } from './maintenance.command';
 import { readPassword } from './password-input';
 
 function describe(errors: readonly ValidationError[]): string[] {
@@ -55,6 +56,11 @@ export const userCreateCommand: CliCommand = {
     // Same options as the service; migrations run here too where the service would run them.
     const context = await open({ runMigrations: config.migrationsRun });
     try {
+      const frozen = await refusalWhileReadOnly(context);
+      if (frozen !== null) {
+        stderr.write(`error: ${frozen}\n`);
+        return 1;
+      }
       const users = context.get(UsersService);
       const user = await users.create('system', {
         email: dto.email,

@@ -82,6 +82,10 @@ export const ERROR_CATALOGUE = {
   // Outages and the unexpected.
   internal_error: { status: 500, meaning: 'an unexpected error; quote the request id' },
   database_unavailable: { status: 503, meaning: 'the database is unreachable; see Retry-After' },
+  read_only: {
+    status: 503,
+    meaning: 'the service is in maintenance (write freeze): changes are refused, reads work; see Retry-After',
+  },
   service_unavailable: { status: 503, meaning: 'a framework refusal while the service cannot answer', fallback: true },
 } as const satisfies Record<string, ErrorCodeEntry>;
 

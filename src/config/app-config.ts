@@ -152,6 +152,8 @@ export class AppConfig {
   readonly analytics!: AnalyticsConfig;
   /** Webhook deliveries (contract §12). */
   readonly webhooks!: WebhooksConfig;
+  /** The write freeze (contract §15): how often each instance reads the switch (it obeys within 2 s). */
+  readonly maintenance!: { readonly pollIntervalMs: number };
   readonly bootstrapAdmin!: { readonly email: string; readonly password: string } | undefined;
   readonly shutdown!: { readonly drainDelayMs: number; readonly timeoutMs: number };
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
@@ -581,6 +583,7 @@ export function loadConfig(
       timeoutMs: read.integer('WEBHOOK_TIMEOUT_MS', 5000, 100, 60_000),
       pollIntervalMs: read.integer('WEBHOOK_POLL_INTERVAL_MS', 1000, 50, 60_000),
     },
+    maintenance: { pollIntervalMs: read.integer('MAINTENANCE_POLL_INTERVAL_MS', 1000, 100, 1500) },
     jobs: {
       chunkSize: read.integer('JOBS_CHUNK_SIZE', 10_000, 1, 50_000),
       sweepIntervalMs: read.integer('JOBS_SWEEP_INTERVAL_MS', 60_000, 100, 3_600_000),

@@ -61,6 +61,14 @@ class QueryRunnerSession implements SqlSession {
   }
 }
 
+/**
+ * A session over a TypeORM QueryRunner that is already in a transaction (writeTransaction's
+ * manager): for the CLI, which has no QuotaDatabase but shares repositories written for sessions.
+ */
+export function queryRunnerSession(runner: QueryRunner): SqlSession {
+  return new QueryRunnerSession(runner, dialectOf(runner.connection), false);
+}
+
 /** The mysql2 pool connection behind TypeORM's MySQL driver (same pool, same session setup). */
 interface MysqlConnection {
   query(sql: string, params: unknown[], callback: (err: Error | null, result: unknown) => void): void;

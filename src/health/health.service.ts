@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { DataSource } from 'typeorm';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { write } from '../database/writer';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { RedisConnection } from '../redis/redis.module';
 import { LifecycleState } from './lifecycle-state';
 
@@ -39,6 +40,7 @@ export class HealthService {
     private readonly dataSource: DataSource,
     private readonly redis: RedisConnection,
     private readonly lifecycle: LifecycleState,
+    private readonly freeze: WriteFreeze,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -135,12 +137,19 @@ export class HealthService {
     const migrationsUp = migrations.migrations.status === 'up';
     const redisUp = redis === undefined || redis.redis.status === 'up';
     const healthy = databaseUp && migrationsUp;
+    // A write freeze is a degraded service, not an unhealthy one: reads work, and readiness stays up
+    // so that every instance keeps serving them.
+    const frozen = this.freeze.current;
+    const maintenance = frozen.readOnly
+      ? { maintenance: { status: 'read_only', reason: frozen.reason, since: frozen.since?.toISOString() ?? null } }
+      : {};
     return {
       status: healthy ? 'healthy' : 'unhealthy',
       timestamp: new Date().toISOString(),
       database: databaseUp ? 'connected' : 'disconnected',
-      quota_system: healthy && redisUp && !this.lifecycle.isShuttingDown ? 'operational' : 'degraded',
-      details: { ...database, ...migrations, ...(redis ?? {}), ...this.lifecycleCheck() },
+      quota_system:
+        healthy && redisUp && !this.lifecycle.isShuttingDown && !frozen.readOnly ? 'operational' : 'degraded',
+      details: { ...database, ...migrations, ...(redis ?? {}), ...this.lifecycleCheck(), ...maintenance },
     };
   }
 }

@@ -5,6 +5,7 @@ import { AppConfig } from '../config/app-config';
 import type { HistoryReason } from '../quota/entities/quota-history.entity';
 import { LedgerBulkService, type BulkChunkResult } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { dbErrorKind } from '../database/sql-session';
 import { AppError } from '../common/app-error';
 import { isDatabaseUnavailable } from '../common/database-errors';
@@ -47,7 +48,9 @@ export function publicReason(err: unknown, operationId: string): string {
  * Runs an operation chunk by chunk from its cursor. The same code runs under BullMQ and the
  * in-process driver. Each chunk is one transaction that applies the ledger change and advances the
  * operation's cursor and counters, so progress is exact and a re-run resumes where the last
- * committed chunk ended. Cancellation and shutdown are honoured between chunks.
+ * committed chunk ended. Cancellation, shutdown and a write freeze are honoured between chunks: a
+ * frozen run stops after the chunk in hand and leaves the operation `queued`/`running`, and the
+ * sweep queues it again when the freeze ends (OperationsSweeper).
  */
 @Injectable()
 export class OperationRunner implements BeforeApplicationShutdown {
@@ -62,6 +65,7 @@ export class OperationRunner implements BeforeApplicationShutdown {
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly operations: OperationsRepository,
     private readonly events: EventsRepository,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   get isStopping(): boolean {
@@ -96,6 +100,10 @@ export class OperationRunner implements BeforeApplicationShutdown {
       return;
     }
     if (op.status !== 'queued' && op.status !== 'running') return;
+    if (this.freeze.isReadOnly()) {
+      this.logger.info({ operationId }, 'write freeze: operation left to resume after it');
+      return;
+    }
     if (op.cancelRequested) {
       await this.finish(op, 'cancelled');
       return;
@@ -107,6 +115,10 @@ export class OperationRunner implements BeforeApplicationShutdown {
     for (;;) {
       if (this.stopping) {
         this.logger.info({ operationId, cursor: op.lastMemberId }, 'shutting down: operation left to resume later');
+        return;
+      }
+      if (this.freeze.isReadOnly()) {
+        this.logger.info({ operationId, cursor: op.lastMemberId }, 'write freeze: operation paused between chunks');
         return;
       }
       const current = await this.load(operationId);

@@ -6,6 +6,7 @@ import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { OperationRecorder } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { OperationsRepository } from './operations.repository';
 import { QueueDriver } from './queue-driver';
 import { ResetScheduler } from './reset-scheduler.service';
@@ -34,6 +35,7 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly scheduler: SchedulerRegistry,
     private readonly operations: OperationsRepository,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   get consumes(): boolean {
@@ -53,11 +55,15 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
       this.every(RESET_TICK_INTERVAL, this.config.jobs.resetTickMs, () => this.resets.tick());
     }
     this.every(SWEEP_INTERVAL, this.config.jobs.sweepIntervalMs, () => this.sweep());
-    // Start-up: catch up a missed reset and pick up whatever a previous process left unfinished.
-    void this.guard('start-up sweep', async () => {
-      await this.resets.tick();
-      await this.sweep();
-    });
+    // Start-up, and the end of a write freeze: catch up a missed reset and pick up whatever a
+    // previous process left unfinished or the freeze paused.
+    const catchUp = (what: string) =>
+      this.guard(what, async () => {
+        await this.resets.tick();
+        await this.sweep();
+      });
+    this.freeze.onThaw(() => void catchUp('catch-up after the write freeze'));
+    void catchUp('start-up sweep');
   }
 
   onApplicationShutdown(): void {
@@ -67,6 +73,8 @@ export class OperationsSweeper implements OnApplicationBootstrap, OnApplicationS
 
   /** Queues every unfinished operation again (a no-op for those whose job waits or runs). */
   async sweep(): Promise<number> {
+    // Nothing would run while frozen; the end of the freeze sweeps at once.
+    if (this.freeze.isReadOnly()) return 0;
     let after = '0';
     let queued = 0;
     for (;;) {

@@ -4,6 +4,7 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { AppConfig } from '../config/app-config';
 import { OperationRecorder } from '../quota/ledger-bulk.service';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { dbErrorKind, readTimestamp } from '../database/sql-session';
 import { JobsClock } from './clock';
 import { currentPeriodStart, periodKey } from './periods';
@@ -15,7 +16,8 @@ import { QueueDriver } from './queue-driver';
  * calendar in QUOTA_TIMEZONE) gets exactly one periodic_reset operation: the unique key
  * (config_id, period_key) makes every tick after the first a no-op, on any number of instances.
  * A service that was down over several boundaries creates only the current period's reset, so a
- * missed run is caught up once. A period that began before the config existed is not reset.
+ * missed run is caught up once; a write freeze is such a pause (no reset is created while frozen;
+ * the first tick after it creates the current period's). A period that began before the config existed is not reset.
  */
 @Injectable()
 export class ResetScheduler {
@@ -27,10 +29,12 @@ export class ResetScheduler {
     private readonly config: AppConfig,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
     private readonly operations: OperationsRepository,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   /** Returns the ids of the reset operations it created. */
   async tick(): Promise<string[]> {
+    if (this.freeze.isReadOnly()) return [];
     const now = this.clock.now();
     const configs = await this.db.read((s) => this.operations.resettableConfigs(s));
     const created: string[] = [];

@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { IS_PUBLIC_KEY, ROLES_KEY } from '../auth/decorators';
 import type { Role } from '../auth/principal';
 import { NoQuery } from '../common/validation';
+import { ALLOWED_WHILE_READ_ONLY_KEY, isWriteMethod } from '../maintenance/read-only';
 import { DEFAULT_THROTTLER } from '../throttle/throttle.decorators';
 import { METRICS_TOKEN_SCHEME } from './decorators';
 import { errorStatus, type ErrorCode } from '../common/error-codes';
@@ -59,6 +60,8 @@ interface HandlerAccess {
   /** The handler refuses any query parameter (@NoQuery), so `?x=1` is a 422. */
   readonly refusesQuery: boolean;
   readonly problems: readonly ErrorCode[];
+  /** Marked @AllowedWhileReadOnly: a write that a write freeze does not refuse. */
+  readonly allowedWhileReadOnly: boolean;
 }
 
 /** The version in package.json, found by walking up from this file (src/ under jest, dist/src/ when built). */
@@ -107,6 +110,7 @@ function collectHandlerAccess(app: INestApplication): Map<string, HandlerAccess>
           isPublic: read<boolean>(IS_PUBLIC_KEY) === true,
           roles: read<Role[]>(ROLES_KEY) ?? [],
           rateLimited: read<boolean>(THROTTLER_SKIP_KEY) !== true,
+          allowedWhileReadOnly: read<boolean>(ALLOWED_WHILE_READ_ONLY_KEY) === true,
           refusesQuery: Object.values(
             (Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, key) ?? {}) as Record<string, RouteArgument>,
           ).some((arg) => refusesQuery !== undefined && arg.factory === refusesQuery),
@@ -182,6 +186,8 @@ function completeOperation(
   // Every path parameter is an id; one that is malformed or unknown is a 404.
   if (parameters.some((parameter) => parameter.in === 'path')) codes.push('not_found');
   if (isApi && !isProbe) codes.push('database_unavailable');
+  // The access guard's rule: every write (by method) is refused during a write freeze unless allowed.
+  if (access && isWriteMethod(method) && !access.allowedWhileReadOnly) codes.push('read_only');
   codes.push('internal_error');
 
   const byStatus = new Map<number, ErrorCode[]>();
@@ -216,6 +222,7 @@ const TAGS: Record<string, string> = {
   webhooks: 'Admin and operator: webhook subscriptions, their signing secrets, delivery logs and redeliveries.',
   health: 'Probes for Kubernetes and the seed monitors; no auth, not rate limited.',
   monitoring: 'Prometheus metrics.',
+  maintenance: 'Admin: the write freeze (maintenance mode) that stops every change on every instance.',
 };
 
 const SCHEMA_REF_PREFIX = '#/components/schemas/';

@@ -40,7 +40,9 @@ export class SeedHealthSchema {
   @ApiProperty({
     type: 'object',
     additionalProperties: true,
-    description: 'Each check (database, migrations, redis when configured, lifecycle) with its status.',
+    description:
+      'Each check (database, migrations, redis when configured, lifecycle) with its status; during a write freeze ' +
+      'also `maintenance`: `{status: "read_only", reason, since}`.',
   })
   details!: Record<string, unknown>;
 }

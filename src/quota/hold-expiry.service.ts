@@ -5,6 +5,7 @@ import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { HoldsRepository } from './holds.repository';
 import { HoldsService } from './holds.service';
 
@@ -15,7 +16,8 @@ const SWEEP_BATCH = 200;
 /**
  * Gives back the units of holds past their time, every QUOTA_HOLD_EXPIRY_INTERVAL_MS (1 s by
  * default) on every instance, and at start-up (so holds that lapsed while no instance ran come
- * back at once). Instances need no coordination: each hold's expiry is a conditional update that
+ * back at once). Paused during a write freeze: holds due meanwhile read `expired` at once and give
+ * their units back at the first sweep after it. Instances need no coordination: each hold's expiry is a conditional update that
  * only one transaction can match (HoldsService.expire), and a hold that another instance expired
  * meanwhile is skipped.
  */
@@ -28,13 +30,13 @@ export class HoldExpiryService implements OnApplicationBootstrap, OnApplicationS
     private readonly config: AppConfig,
     private readonly scheduler: SchedulerRegistry,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   onApplicationBootstrap(): void {
-    scheduleEvery(this.scheduler, HOLD_EXPIRY_INTERVAL, this.config.quota.holdExpiryIntervalMs, () =>
-      this.sweepQuietly(),
-    );
-    void this.sweepQuietly();
+    const sweep = this.freeze.whileWritable(() => this.sweepQuietly());
+    scheduleEvery(this.scheduler, HOLD_EXPIRY_INTERVAL, this.config.quota.holdExpiryIntervalMs, sweep);
+    void sweep();
   }
 
   onApplicationShutdown(): void {

@@ -7,6 +7,7 @@ import { AppError } from '../common/app-error';
 import { LedgerService, type LedgerChange, type LedgerEntry } from './ledger.service';
 import { QuotaMetrics } from './quota.metrics';
 import { QuotaDatabase } from '../database/database';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { dbErrorKind, type SqlSession, type Statement, type TransactionOptions } from '../database/sql-session';
 import { IDEMPOTENCY_TTL_MS, IdempotencyRepository, type KeyClaim } from './idempotency.repository';
 import { IdempotencyKeyInUseError, IdempotencyKeyMismatchError } from './quota.errors';
@@ -83,6 +84,7 @@ export class IdempotencyService {
     private readonly ledger: LedgerService,
     private readonly metrics: QuotaMetrics,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
+    private readonly freeze: WriteFreeze,
   ) {}
 
   /**
@@ -190,7 +192,8 @@ export class IdempotencyService {
   /** Every 10 minutes on every instance (Nest's scheduler stops it at shutdown); runs never overlap. */
   @Interval('idempotency-purge', PURGE_INTERVAL_MS)
   async purgeOnSchedule(): Promise<void> {
-    if (this.purging) return;
+    // Paused during a write freeze; expired keys wait for the first run after it.
+    if (this.purging || this.freeze.isReadOnly()) return;
     this.purging = true;
     try {
       const purged = await this.purgeExpired();

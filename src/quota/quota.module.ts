@@ -3,6 +3,7 @@ import { AuditModule } from '../audit/audit.module';
 import { BalancesInTimeRepository } from './balances-in-time.repository';
 import { DatabaseModule } from '../database/database.module';
 import { EventsModule } from '../events/events.module';
+import { MaintenanceModule } from '../maintenance/maintenance.module';
 import { AdminQuotaController } from './admin-quota.controller';
 import { ConfigCache } from './config-cache';
 import { ConfigsController } from './configs.controller';
@@ -29,7 +30,7 @@ import { QuotaMetrics } from './quota.metrics';
 import { QuotaService } from './quota.service';
 
 @Module({
-  imports: [DatabaseModule, AuditModule, EventsModule],
+  imports: [DatabaseModule, AuditModule, EventsModule, MaintenanceModule],
   // Express tries routes in the order they were registered: the consumption routes, which carry
   // the traffic, come first.
   controllers: [ConsumptionController, HoldsController, ConfigsController, MembersController, AdminQuotaController],
@@ -61,6 +62,8 @@ import { QuotaService } from './quota.service';
     LedgerBulkService,
     OperationRecorder,
     DatabaseModule,
+    // The write freeze, for the background writers of the modules built on this one.
+    MaintenanceModule,
     QuotaService,
     MembersService,
     ConfigsService,

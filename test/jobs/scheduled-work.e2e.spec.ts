@@ -12,6 +12,7 @@ describe('scheduled periodic work', () => {
         QUOTA_ANALYTICS_INTERVAL_MS: '250',
         JOBS_SWEEP_INTERVAL_MS: '300',
         QUOTA_HOLD_EXPIRY_INTERVAL_MS: '350',
+        MAINTENANCE_POLL_INTERVAL_MS: '400',
       },
     });
     const registry = t.app.get(SchedulerRegistry);
@@ -22,6 +23,7 @@ describe('scheduled periodic work', () => {
           'anomaly-retention',
           'hold-expiry',
           'idempotency-purge',
+          'maintenance-poll',
           'operations-sweep',
           // With Redis the reset tick is a repeatable BullMQ job instead.
           ...(t.config.redis ? [] : ['reset-tick']),
@@ -34,17 +36,20 @@ describe('scheduled periodic work', () => {
       expect(sweep._idleTimeout).toBe(300);
       const expiry = registry.getInterval<{ _idleTimeout?: number }>('hold-expiry');
       expect(expiry._idleTimeout).toBe(350);
+      const poll = registry.getInterval<{ _idleTimeout?: number }>('maintenance-poll');
+      expect(poll._idleTimeout).toBe(400);
     } finally {
       await t.close();
     }
     expect(scheduled(registry)).toEqual([]);
   });
 
-  it('APP_ROLE=api runs only the idempotency purge and the hold expiry; background work is left to workers', async () => {
+  it('APP_ROLE=api runs only the idempotency purge, the hold expiry and the write freeze poll; background work is left to workers', async () => {
     const t = await startTestApp({ env: { APP_ROLE: 'api' } });
     try {
-      // Holds expire on every instance, so they come back even while no worker runs.
-      expect(scheduled(t.app.get(SchedulerRegistry))).toEqual(['hold-expiry', 'idempotency-purge']);
+      // Holds expire on every instance, so they come back even while no worker runs; every instance
+      // obeys the write freeze.
+      expect(scheduled(t.app.get(SchedulerRegistry))).toEqual(['hold-expiry', 'idempotency-purge', 'maintenance-poll']);
     } finally {
       await t.close();
     }

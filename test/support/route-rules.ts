@@ -3,6 +3,7 @@ import { servedRoutes } from '../../src/app.factory';
 import type { Role } from '../../src/auth/principal';
 import { ANALYTICS_ROUTE_RULES } from './route-rules.analytics';
 import { JOBS_ROUTE_RULES } from './route-rules.jobs';
+import { MAINTENANCE_ROUTE_RULES } from './route-rules.maintenance';
 import { QUOTA_ROUTE_RULES } from './route-rules.quota';
 import { WEBHOOKS_ROUTE_RULES } from './route-rules.webhooks';
 
@@ -45,6 +46,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   ...JOBS_ROUTE_RULES,
   ...ANALYTICS_ROUTE_RULES,
   ...WEBHOOKS_ROUTE_RULES,
+  ...MAINTENANCE_ROUTE_RULES,
 ];
 
 export interface AppRoute {

@@ -2,6 +2,7 @@ import { InitialSchema1763900000000 } from './1763900000000-InitialSchema';
 import { ANALYTICS_MIGRATIONS } from './analytics-migrations';
 import { AUTH_MIGRATIONS } from './auth-migrations';
 import { JOBS_MIGRATIONS } from './jobs-migrations';
+import { MAINTENANCE_MIGRATIONS } from './maintenance-migrations';
 import type { MigrationClass } from './migration-class';
 import { QUOTA_MIGRATIONS } from './quota-migrations';
 import { WEBHOOKS_MIGRATIONS } from './webhooks-migrations';
@@ -17,4 +18,5 @@ export const MIGRATIONS: MigrationClass[] = [
   ...JOBS_MIGRATIONS,
   ...ANALYTICS_MIGRATIONS,
   ...WEBHOOKS_MIGRATIONS,
+  ...MAINTENANCE_MIGRATIONS,
 ];

@@ -11,6 +11,7 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import type { Logger } from 'pino';
 import { ROOT_LOGGER } from '../common/logger.token';
 import { scheduleEvery, stopScheduled } from '../common/periodic';
+import { WriteFreeze } from '../maintenance/write-freeze';
 import { AppConfig } from '../config/app-config';
 import { QuotaDatabase } from '../database/database';
 import { DeliveryQueueRepository, type AttemptResult, type ClaimedDelivery } from './delivery-queue.repository';
@@ -62,6 +63,7 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, 
     private readonly sender: WebhookSender,
     private readonly metrics: WebhooksMetrics,
     private readonly config: AppConfig,
+    private readonly freeze: WriteFreeze,
     private readonly scheduler: SchedulerRegistry,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
   ) {}
@@ -88,18 +90,11 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, 
     await this.idle();
   }
 
-  /**
-   * Where "do not start new work" plugs in: while this answers true, no delivery is claimed
-   * (attempts in flight still finish and record their results). The write freeze (contract §15)
-   * is meant to answer here.
-   */
-  protected shouldPause(): Promise<boolean> {
-    return Promise.resolve(false);
-  }
-
   /** Claims what is due, up to the free slots, and starts sending it; returns how many it started. */
   async poll(now = new Date()): Promise<number> {
-    if (this.stopped || (await this.shouldPause())) return 0;
+    // While writes are frozen nothing is claimed (a claim and its result are writes); attempts in
+    // flight still finish and record theirs.
+    if (this.stopped || this.freeze.isReadOnly()) return 0;
     const free = DELIVERY_CONCURRENCY - this.inFlight.size;
     if (free <= 0) return 0;
     const candidates = await this.db.read((s) => this.queue.due(s, now, free * CANDIDATES_PER_SLOT));

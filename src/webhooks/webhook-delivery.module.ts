@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { DatabaseModule } from '../database/database.module';
+import { MaintenanceModule } from '../maintenance/maintenance.module';
 import { DeliveryQueueRepository } from './delivery-queue.repository';
 import { DeliveryWorker } from './delivery-worker.service';
 import { DestinationPolicy } from './destination-policy';
@@ -12,7 +13,7 @@ import { WebhooksMetrics } from './webhooks.metrics';
  * event log, signed, with retries. Every role reports the queue's metrics.
  */
 @Module({
-  imports: [DatabaseModule],
+  imports: [DatabaseModule, MaintenanceModule],
   providers: [
     DeliveryQueueRepository,
     WebhooksMetrics,

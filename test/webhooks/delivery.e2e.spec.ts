@@ -2,6 +2,8 @@ import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { MAX_ATTEMPTS } from '../../src/webhooks/retry-schedule';
 import { MAX_RESPONSE_BYTES } from '../../src/webhooks/webhook-sender';
+import { setReadOnly } from '../maintenance/helpers';
+import { loginAs } from '../support/auth';
 import { sql } from '../support/quota-factories';
 import { freePort } from '../support/service-process';
 import { startTestApp, type TestApp } from '../support/test-app';
@@ -278,6 +280,25 @@ describe('webhook delivery workers', () => {
     await sql(t, 'UPDATE webhook_subscriptions SET is_active = 1 WHERE id = ?', [id]);
     await receiver.waitFor('/paused', 1);
     await until(async () => (await deliveryOf(t, event.id)).status === 'delivered');
+  });
+
+  it('claims nothing while writes are frozen, and delivers once the freeze ends', async () => {
+    const admin = (await loginAs(t, 'admin')).token;
+    await createSubscription(t, receiver.url('/frozen'));
+    await setReadOnly(t, admin, true, 'restoring a backup');
+    try {
+      const event = await recordEvent(t);
+      await new Promise((r) => setTimeout(r, 600));
+      expect(receiver.received('/frozen')).toHaveLength(0);
+      expect(await deliveryOf(t, event.id)).toMatchObject({ status: 'pending', attempts: 0, claimedBy: null });
+
+      await setReadOnly(t, admin, false);
+      await receiver.waitFor('/frozen', 1);
+      await until(async () => (await deliveryOf(t, event.id)).status === 'delivered');
+      expect(await deliveryOf(t, event.id)).toMatchObject({ attempts: 1, lastStatusCode: 200 });
+    } finally {
+      await setReadOnly(t, admin, false);
+    }
   });
 });
 

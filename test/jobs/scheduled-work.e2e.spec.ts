@@ -13,6 +13,7 @@ describe('scheduled periodic work', () => {
         JOBS_SWEEP_INTERVAL_MS: '300',
         QUOTA_HOLD_EXPIRY_INTERVAL_MS: '350',
         MAINTENANCE_POLL_INTERVAL_MS: '400',
+        WEBHOOK_POLL_INTERVAL_MS: '450',
       },
     });
     const registry = t.app.get(SchedulerRegistry);
@@ -25,6 +26,7 @@ describe('scheduled periodic work', () => {
           'idempotency-purge',
           'maintenance-poll',
           'operations-sweep',
+          'webhook-delivery',
           // With Redis the reset tick is a repeatable BullMQ job instead.
           ...(t.config.redis ? [] : ['reset-tick']),
         ].sort(),
@@ -38,6 +40,8 @@ describe('scheduled periodic work', () => {
       expect(expiry._idleTimeout).toBe(350);
       const poll = registry.getInterval<{ _idleTimeout?: number }>('maintenance-poll');
       expect(poll._idleTimeout).toBe(400);
+      const deliveries = registry.getInterval<{ _idleTimeout?: number }>('webhook-delivery');
+      expect(deliveries._idleTimeout).toBe(450);
     } finally {
       await t.close();
     }

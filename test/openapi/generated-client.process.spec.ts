@@ -225,11 +225,19 @@ describe('a client generated from openapi.json', () => {
         JWT_SECRET: TEST_JWT_SECRET,
         ADMIN_EMAIL: ADMIN.email,
         ADMIN_PASSWORD: ADMIN.password,
+        WEBHOOK_ALLOW_HTTP: 'true',
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
       });
       await waitUntilReady(service);
       const result = await run(process.execPath, [compiled], {
         cwd: workDir,
-        env: { QUOTA_BASE_URL: service.baseUrl, QUOTA_ADMIN_EMAIL: ADMIN.email, QUOTA_ADMIN_PASSWORD: ADMIN.password },
+        env: {
+          QUOTA_BASE_URL: service.baseUrl,
+          QUOTA_ADMIN_EMAIL: ADMIN.email,
+          QUOTA_ADMIN_PASSWORD: ADMIN.password,
+          // A closed loopback port: deliveries fail and wait for their retry, which is all the calls need.
+          QUOTA_WEBHOOK_URL: 'http://127.0.0.1:9/quota',
+        },
         timeoutMs: 60_000,
       });
       expect({ code: result.code, output: output(result) }).toEqual({

@@ -19,6 +19,8 @@ type Problem = components['schemas']['Problem'];
 const baseUrl = process.env.QUOTA_BASE_URL ?? 'http://localhost:3000';
 const adminEmail = process.env.QUOTA_ADMIN_EMAIL ?? 'admin@example.com';
 const adminPassword = process.env.QUOTA_ADMIN_PASSWORD ?? '';
+// The service under test allows http and loopback destinations (WEBHOOK_ALLOW_*); nothing listens here.
+const webhookUrl = process.env.QUOTA_WEBHOOK_URL ?? 'https://hooks.example.com/quota';
 
 let calls = 0;
 
@@ -285,6 +287,59 @@ async function main(): Promise<void> {
   calls++;
   if (removed.error === undefined) fail('delete a config in use', removed.response, undefined);
   expectEqual('delete refusal', removed.error.code, 'config_in_use');
+
+  // Webhooks: a subscription (its secret shown once), a test event queued, the delivery log, a rotation.
+  const webhook = await api.POST('/api/v1/admin/webhooks', {
+    body: { url: webhookUrl, events: ['operation.completed', 'anomaly.detected'] },
+  });
+  calls++;
+  if (!webhook.data) fail('create a webhook', webhook.response, webhook.error);
+  if (!webhook.data.data.secret.startsWith('whsec_')) throw new Error('the secret is not whsec_…');
+  const webhookId = webhook.data.data.id;
+  const testEvent = await api.POST('/api/v1/admin/webhooks/{id}/test', { params: { path: { id: webhookId } } });
+  calls++;
+  if (!testEvent.data) fail('test event', testEvent.response, testEvent.error);
+  expectEqual('test event type', testEvent.data.data.event_type, 'webhook.test');
+  const deliveries = await api.GET('/api/v1/admin/webhooks/{id}/deliveries', {
+    params: { path: { id: webhookId }, query: { limit: 10 } },
+  });
+  calls++;
+  if (!deliveries.data) fail('delivery log', deliveries.response, deliveries.error);
+  expectEqual(
+    'deliveries logged',
+    deliveries.data.data.some((d) => d.event_id === testEvent.data.data.event_id),
+    true,
+  );
+  const rotated = await api.POST('/api/v1/admin/webhooks/{id}/rotate-secret', { params: { path: { id: webhookId } } });
+  calls++;
+  if (!rotated.data) fail('rotate the secret', rotated.response, rotated.error);
+  if (rotated.data.data.secret === webhook.data.data.secret) throw new Error('the rotation kept the secret');
+  if (rotated.data.data.previous_secret_expires_at === null) throw new Error('the old secret does not overlap');
+
+  // The write freeze: writes answer 503 read_only while reads go on, until it is lifted.
+  const frozen = await api.PUT('/api/v1/admin/maintenance', {
+    body: { read_only: true, reason: 'restore from backup' },
+  });
+  calls++;
+  if (!frozen.data) fail('freeze', frozen.response, frozen.error);
+  expectEqual('frozen', frozen.data.data.read_only, true);
+  const refusedWhileFrozen = await api.POST('/api/v1/quota/members/{id}/consume', {
+    params: { path: { id: memberId } },
+    body: { amount: 1 },
+  });
+  calls++;
+  if (refusedWhileFrozen.error === undefined) fail('consume while frozen', refusedWhileFrozen.response, undefined);
+  expectEqual('freeze refusal', refusedWhileFrozen.error.code, 'read_only');
+  const readWhileFrozen = await api.GET('/api/v1/quota/members/{id}', { params: { path: { id: memberId } } });
+  calls++;
+  if (!readWhileFrozen.data) fail('read while frozen', readWhileFrozen.response, readWhileFrozen.error);
+  const thawed = await api.PUT('/api/v1/admin/maintenance', { body: { read_only: false } });
+  calls++;
+  if (!thawed.data) fail('unfreeze', thawed.response, thawed.error);
+  const state = await api.GET('/api/v1/admin/maintenance');
+  calls++;
+  if (!state.data) fail('maintenance state', state.response, state.error);
+  expectEqual('writable again', state.data.data.read_only, false);
 
   console.log(`readme calls: ${calls} calls answered as documented`);
 }

@@ -106,6 +106,8 @@ export interface WebhooksConfig {
   readonly timeoutMs: number;
   /** How often each worker looks for deliveries that are due. */
   readonly pollIntervalMs: number;
+  /** Events older than this many days, with no delivery left to send, are deleted; 0 keeps them. */
+  readonly retentionDays: number;
 }
 
 /** The whole runtime configuration, read once from the environment and validated at boot. */
@@ -582,6 +584,7 @@ export function loadConfig(
       retryBaseMs: read.integer('WEBHOOK_RETRY_BASE_MS', 5000, 1, 3_600_000),
       timeoutMs: read.integer('WEBHOOK_TIMEOUT_MS', 5000, 100, 60_000),
       pollIntervalMs: read.integer('WEBHOOK_POLL_INTERVAL_MS', 1000, 50, 60_000),
+      retentionDays: read.integer('WEBHOOK_RETENTION_DAYS', 30, 0, 3650),
     },
     maintenance: { pollIntervalMs: read.integer('MAINTENANCE_POLL_INTERVAL_MS', 1000, 100, 1500) },
     jobs: {

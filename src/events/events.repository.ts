@@ -116,6 +116,44 @@ export class EventsRepository {
     return { id, uid, deliveries: 1, deliveryId: delivery.insertId };
   }
 
+  /**
+   * Ids of events recorded before `cutoff` that no delivery still waits to send, oldest first (a
+   * range on idx_webhook_events_created_at): what the retention may delete.
+   */
+  async settledBefore(s: SqlSession, cutoff: Date, limit: number): Promise<string[]> {
+    const rows = await s.rows<{ id: unknown }>(
+      `SELECT e.id FROM webhook_events e
+        WHERE e.created_at < ?
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
+        ORDER BY e.created_at, e.id
+        LIMIT ${limit}`,
+      [sqlTimestamp(cutoff)],
+    );
+    return rows.map((r) => String(r.id));
+  }
+
+  /**
+   * Deletes these events with their delivery log, unless a delivery of one became pending again
+   * since they were read (a redelivery): that event and its deliveries stay. Returns how many
+   * events went.
+   */
+  async deleteSettled(s: SqlSession, ids: readonly string[]): Promise<number> {
+    const list = marks(ids.length);
+    // The events first: a redelivery share-locks its event before it inserts, so it either came
+    // before (its pending delivery is seen below) or waits and then finds the event gone.
+    await s.rows(`SELECT id FROM webhook_events WHERE id IN (${list})${s.sql.forUpdate}`, ids);
+    const stillPending = await s.rows<{ event_id: unknown }>(
+      `SELECT DISTINCT event_id FROM webhook_deliveries WHERE event_id IN (${list}) AND status = 'pending'`,
+      ids,
+    );
+    const keep = new Set(stillPending.map((r) => String(r.event_id)));
+    const gone = ids.filter((id) => !keep.has(id));
+    if (gone.length === 0) return 0;
+    await s.exec(`DELETE FROM webhook_deliveries WHERE event_id IN (${marks(gone.length)})`, gone);
+    const deleted = await s.exec(`DELETE FROM webhook_events WHERE id IN (${marks(gone.length)})`, gone);
+    return deleted.affected;
+  }
+
   private async insertEvent(s: SqlSession, event: NewEvent): Promise<{ id: string; uid: string; at: string }> {
     const uid = newEventUid();
     const at = sqlTimestamp(event.at);

@@ -64,9 +64,9 @@ export class DeliveryLogRepository {
   }
 
   /** The delivery with this id if it belongs to this subscription. */
-  async find(s: SqlSession, subscriptionId: string, deliveryId: string): Promise<DeliveryRow | null> {
+  async find(s: SqlSession, subscriptionId: string, deliveryId: string, lock = false): Promise<DeliveryRow | null> {
     const rows = await s.rows<Record<string, unknown>>(
-      `SELECT ${COLUMNS} FROM ${FROM} WHERE d.id = ? AND d.subscription_id = ?`,
+      `SELECT ${COLUMNS} FROM ${FROM} WHERE d.id = ? AND d.subscription_id = ?${lock ? s.sql.forShare : ''}`,
       [deliveryId, subscriptionId],
     );
     return rows.length === 0 ? null : toDelivery(rows[0]);

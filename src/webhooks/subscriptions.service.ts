@@ -297,7 +297,9 @@ export class SubscriptionsService {
   async redeliver(id: string, deliveryId: string): Promise<DeliveryView> {
     return this.db.transaction(async (s) => {
       const webhook = await this.load(s, id, true);
-      const delivery = await this.deliveryLog.find(s, id, deliveryId);
+      // Share-locked (the delivery and its event): the event log's retention cannot delete the
+      // event between this read and the new delivery's insert; once it has, this reads nothing.
+      const delivery = await this.deliveryLog.find(s, id, deliveryId, true);
       if (!delivery) throw new NotFoundError('Delivery');
       if (!webhook.isActive) throw new WebhookInactiveError();
       const pending = await this.deliveryLog.pendingOf(s, id, delivery.eventRowId);

@@ -11,12 +11,18 @@ export type DeliveryResult = 'delivered' | 'retrying' | 'failed';
 export class WebhooksMetrics {
   readonly deliveries: Counter<'result'>;
   readonly pending: Gauge;
+  readonly eventsPurged: Counter;
 
   constructor(registry: MetricsRegistry, db: QuotaDatabase, queue: DeliveryQueueRepository) {
     this.deliveries = new Counter({
       name: 'quota_webhook_deliveries_total',
       help: 'Webhook delivery attempts, by result: delivered, retrying (failed, tried again later) or failed (for good).',
       labelNames: ['result'],
+      registers: [registry],
+    });
+    this.eventsPurged = new Counter({
+      name: 'quota_webhook_events_purged_total',
+      help: 'Events deleted from the webhook event log (with their delivery log) past WEBHOOK_RETENTION_DAYS.',
       registers: [registry],
     });
     // Read from the database at each scrape, like the hold gauges: the same deployment-wide figure

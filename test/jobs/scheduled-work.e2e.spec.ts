@@ -27,6 +27,7 @@ describe('scheduled periodic work', () => {
           'maintenance-poll',
           'operations-sweep',
           'webhook-delivery',
+          'webhook-retention',
           // With Redis the reset tick is a repeatable BullMQ job instead.
           ...(t.config.redis ? [] : ['reset-tick']),
         ].sort(),

@@ -533,7 +533,7 @@ async function main() {
   out.push(
     `bulk adjustment benchmark: set new_quota ${NEW_QUOTA} on every member of one type (seeded at ${SEED_BALANCE}), ` +
       `chunks of ${settings.chunkSize}, a fresh database per run; ${version}, buffer pool ${Math.round(Number(pool.bytes) / 2 ** 20)} MiB; ` +
-      `service: api + worker processes, MariaDB/MySQL + Redis on loopback`,
+      `service: api + worker processes with node ${SERVICE_NODE_ARGS.join(' ') || '(no flags)'}, MariaDB/MySQL + Redis on loopback`,
   );
   for (const { size, raw, service } of results) {
     const rawRate = raw.reduce((sum, r) => sum + r.rate, 0) / raw.length;

@@ -126,8 +126,8 @@ export class EventsRepository {
         WHERE e.created_at < ?
           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
         ORDER BY e.created_at, e.id
-        LIMIT ${limit}`,
-      [sqlTimestamp(cutoff)],
+        LIMIT ?`,
+      [sqlTimestamp(cutoff), limit],
     );
     return rows.map((r) => String(r.id));
   }
@@ -138,12 +138,11 @@ export class EventsRepository {
    * events went.
    */
   async deleteSettled(s: SqlSession, ids: readonly string[]): Promise<number> {
-    const list = marks(ids.length);
     // The events first: a redelivery share-locks its event before it inserts, so it either came
     // before (its pending delivery is seen below) or waits and then finds the event gone.
-    await s.rows(`SELECT id FROM webhook_events WHERE id IN (${list})${s.sql.forUpdate}`, ids);
+    await s.rows(`SELECT id FROM webhook_events WHERE id IN (${marks(ids.length)})${s.sql.forUpdate}`, ids);
     const stillPending = await s.rows<{ event_id: unknown }>(
-      `SELECT DISTINCT event_id FROM webhook_deliveries WHERE event_id IN (${list}) AND status = 'pending'`,
+      `SELECT DISTINCT event_id FROM webhook_deliveries WHERE event_id IN (${marks(ids.length)}) AND status = 'pending'`,
       ids,
     );
     const keep = new Set(stillPending.map((r) => String(r.event_id)));

@@ -71,7 +71,12 @@ export class OperationChunksRepository {
     leaseUntil: Date,
   ): Promise<ClaimedChunk | null> {
     const at = sqlTimestamp(now);
-    const rows = await s.rows<{ id: unknown; from_member_id: unknown; to_member_id: unknown; attempts: unknown }>(
+    const rows = await s.rows<{
+      id: string | number;
+      from_member_id: string | number;
+      to_member_id: string | number | null;
+      attempts: unknown;
+    }>(
       `SELECT id, from_member_id, to_member_id, attempts FROM quota_operation_chunks
         WHERE operation_id = ? AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?)
         ORDER BY from_member_id LIMIT 1${s.sql.forUpdateSkipLocked}`,

@@ -61,7 +61,15 @@ describe('operation chunks: plan, claim, apply, finish', () => {
   }
 
   async function chunkRows(operationId: string): Promise<ChunkRow[]> {
-    const rows = await sql<Record<string, unknown>>(
+    const rows = await sql<{
+      id: unknown;
+      from_member_id: unknown;
+      to_member_id: string | number | null;
+      status: string;
+      attempts: unknown;
+      claimed_by: string | null;
+      processed: unknown;
+    }>(
       t,
       `SELECT id, from_member_id, to_member_id, status, attempts, claimed_by, processed
          FROM quota_operation_chunks WHERE operation_id = ? ORDER BY from_member_id`,
@@ -71,9 +79,9 @@ describe('operation chunks: plan, claim, apply, finish', () => {
       id: String(r.id),
       from: String(r.from_member_id),
       to: r.to_member_id === null ? null : String(r.to_member_id),
-      status: String(r.status),
+      status: r.status,
       attempts: Number(r.attempts),
-      claimedBy: r.claimed_by === null ? null : String(r.claimed_by),
+      claimedBy: r.claimed_by,
       processed: Number(r.processed),
     }));
   }

@@ -183,7 +183,12 @@ export class OperationRunner implements BeforeApplicationShutdown {
       } catch (err) {
         if (err instanceof ChunkTaken) continue;
         if (err instanceof OperationEnded) return;
-        await this.db.transaction((s) => this.chunks.release(s, chunk.id, token, new Date()));
+        // Best effort: with the database away the lease simply lapses.
+        await this.db
+          .transaction((s) => this.chunks.release(s, chunk.id, token, new Date()))
+          .catch((releaseErr: unknown) =>
+            this.logger.warn({ err: releaseErr, operationId }, 'could not hand a chunk back'),
+          );
         if (!options.lead) {
           this.logger.warn(
             { err, operationId, chunk: chunk.id },

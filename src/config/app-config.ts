@@ -143,9 +143,13 @@ export class AppConfig {
     /** How often each instance gives back the units of holds past their time. */
     readonly holdExpiryIntervalMs: number;
   };
-  /** Background operations: chunk size, how often lost jobs are looked for, BullMQ lock, reset tick. */
+  /**
+   * Background operations: chunk size, chunk runners per worker process, how often lost jobs are
+   * looked for, BullMQ lock (also a chunk claim's lease), reset tick.
+   */
   readonly jobs!: {
     readonly chunkSize: number;
+    readonly concurrency: number;
     readonly sweepIntervalMs: number;
     readonly lockDurationMs: number;
     readonly resetTickMs: number;
@@ -589,6 +593,7 @@ export function loadConfig(
     maintenance: { pollIntervalMs: read.integer('MAINTENANCE_POLL_INTERVAL_MS', 1000, 100, 1500) },
     jobs: {
       chunkSize: read.integer('JOBS_CHUNK_SIZE', 10_000, 1, 50_000),
+      concurrency: read.integer('JOBS_CONCURRENCY', 2, 1, 16),
       sweepIntervalMs: read.integer('JOBS_SWEEP_INTERVAL_MS', 60_000, 100, 3_600_000),
       lockDurationMs: read.integer('JOBS_LOCK_DURATION_MS', 30_000, 1000, 600_000),
       resetTickMs: read.integer('JOBS_RESET_TICK_MS', 60_000, 1000, 3_600_000),

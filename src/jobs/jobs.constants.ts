@@ -4,8 +4,10 @@ import { IsString, Matches, validateSync } from 'class-validator';
 export const OPERATIONS_QUEUE = 'quota-operations';
 
 export enum JobName {
-  /** Runs (or resumes) one operation from its cursor. */
+  /** Runs (or resumes) one operation: plans its chunks, starts helpers, works chunks, finishes it. */
   RunOperation = 'run-operation',
+  /** Helps run one operation: works its free chunks, then ends. */
+  RunOperationChunks = 'run-operation-chunks',
   /** Creates the periodic resets that are due (one scheduler, however many instances). */
   ResetTick = 'reset-tick',
 }
@@ -16,6 +18,17 @@ export const RESET_TICK_SCHEDULER_ID = 'quota-reset-tick';
 export function operationJobId(operationId: string): string {
   return `op-${operationId}`;
 }
+
+/** The operation's n-th helper job (1-based); the same rule: one of each at a time. */
+export function helperJobId(operationId: string, n: number): string {
+  return `op-${operationId}-h${n}`;
+}
+
+/**
+ * At most this many runs work on one operation at once, across all workers (its own run and its
+ * helpers): each claims and waits on the same few rows, so more would mostly queue on them.
+ */
+export const MAX_RUNS_PER_OPERATION = 32;
 
 export class RunOperationPayload {
   @IsString()

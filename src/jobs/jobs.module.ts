@@ -8,6 +8,7 @@ import { QuotaModule } from '../quota/quota.module';
 import { JobsClock } from './clock';
 import { OPERATIONS_QUEUE } from './jobs.constants';
 import { JobsMetrics } from './jobs.metrics';
+import { OperationChunksRepository } from './operation-chunks.repository';
 import { OperationRunner } from './operation-runner.service';
 import { OperationsController } from './operations.controller';
 import { configuredProcessor } from './operations.processor';
@@ -32,6 +33,7 @@ export class JobsModule {
       JobsClock,
       JobsMetrics,
       OperationsRepository,
+      OperationChunksRepository,
       OperationRunner,
       OperationsService,
       ResetScheduler,

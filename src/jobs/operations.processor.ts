@@ -7,7 +7,7 @@ import type { AppConfig } from '../config/app-config';
 import { redisErrorListener } from '../redis/redis.module';
 import { JobName, OPERATIONS_QUEUE, parseRunOperationPayload } from './jobs.constants';
 import { OperationRunner } from './operation-runner.service';
-import { bullConnectionsReady } from './queue-driver';
+import { bullConnectionsReady, QueueDriver } from './queue-driver';
 import { ResetScheduler } from './reset-scheduler.service';
 
 /** The BullMQ side: validates the payload and calls a service, nothing else. */
@@ -18,6 +18,7 @@ export class OperationsProcessor extends WorkerHost implements BeforeApplication
   constructor(
     private readonly runner: OperationRunner,
     private readonly resets: ResetScheduler,
+    private readonly queue: QueueDriver,
     @Inject(ROOT_LOGGER) private readonly logger: Logger,
   ) {
     super();
@@ -59,7 +60,16 @@ export class OperationsProcessor extends WorkerHost implements BeforeApplication
       case JobName.RunOperation: {
         const { operationId } = parseRunOperationPayload(job.data);
         const attempts = job.opts.attempts ?? 1;
-        await this.runner.run(operationId, { finalAttempt: job.attemptsMade + 1 >= attempts });
+        await this.runner.run(operationId, {
+          finalAttempt: job.attemptsMade + 1 >= attempts,
+          lead: true,
+          onPlanned: (pending) => this.queue.startHelpers(operationId, pending - 1),
+        });
+        return;
+      }
+      case JobName.RunOperationChunks: {
+        const { operationId } = parseRunOperationPayload(job.data);
+        await this.runner.run(operationId, { finalAttempt: false, lead: false });
         return;
       }
       case JobName.ResetTick:
@@ -72,13 +82,14 @@ export class OperationsProcessor extends WorkerHost implements BeforeApplication
 }
 
 /**
- * The processor with this deployment's worker options (lock duration from the config, one
- * operation at a time per process: operations are database-bound).
+ * The processor with this deployment's worker options: JOBS_CONCURRENCY jobs at a time (each an
+ * operation's run or a helper of one, so that many chunk runners per process), and the lock
+ * duration from the config.
  */
 export function configuredProcessor(config: AppConfig): Type<OperationsProcessor> {
   class ConfiguredOperationsProcessor extends OperationsProcessor {}
   Processor(OPERATIONS_QUEUE, {
-    concurrency: 1,
+    concurrency: config.jobs.concurrency,
     lockDuration: config.jobs.lockDurationMs,
     stalledInterval: Math.max(1000, Math.floor(config.jobs.lockDurationMs / 2)),
     maxStalledCount: 5,

@@ -25,11 +25,10 @@ export interface BulkPreview {
   readonly wouldChange: number;
 }
 
-/** The counters a committed chunk adds to its operation, and where the chunk ended. */
+/** The counters a committed chunk adds to its operation. */
 export interface ChunkProgress {
   readonly processed: number;
   readonly changed: number;
-  readonly lastMemberId: string | null;
 }
 
 /** An active config with a reset period, as the reset scheduler reads it. */
@@ -131,22 +130,18 @@ export class OperationsRepository {
   }
 
   /**
-   * Adds a committed chunk's counters and moves the cursor, only if the cursor is still where this
-   * runner read it; false when another runner moved it first.
+   * Adds a chunk's counters to a running operation, in the transaction that applies the chunk;
+   * false when the operation is no longer running (cancelled or failed meanwhile), and then the
+   * caller rolls the chunk back. The row lock this takes is held to the commit, so a finish that
+   * comes after waits for the chunk and counts it, and one that came first refuses it.
    */
-  async advanceCursor(
-    s: SqlSession,
-    id: string,
-    expectedLastMemberId: string,
-    progress: ChunkProgress,
-    now: Date,
-  ): Promise<boolean> {
-    const advanced = await s.exec(
-      `UPDATE quota_operations SET processed = processed + ?, changed = changed + ?, last_member_id = ?, updated_at = ?
-        WHERE id = ? AND last_member_id = ?`,
-      [progress.processed, progress.changed, progress.lastMemberId, sqlTimestamp(now), id, expectedLastMemberId],
+  async addChunkProgress(s: SqlSession, id: string, progress: ChunkProgress, now: Date): Promise<boolean> {
+    const added = await s.exec(
+      `UPDATE quota_operations SET processed = processed + ?, changed = changed + ?, updated_at = ?
+        WHERE id = ? AND status = 'running'`,
+      [progress.processed, progress.changed, sqlTimestamp(now), id],
     );
-    return advanced.affected === 1;
+    return added.affected === 1;
   }
 
   /**

@@ -10,7 +10,9 @@ import {
   JOB_BACKOFF_MS,
   JobName,
   OPERATIONS_QUEUE,
+  MAX_RUNS_PER_OPERATION,
   RESET_TICK_SCHEDULER_ID,
+  helperJobId,
   operationJobId,
 } from './jobs.constants';
 import { OperationRunner } from './operation-runner.service';
@@ -22,6 +24,11 @@ import { OperationRunner } from './operation-runner.service';
 export abstract class QueueDriver {
   /** Queues a run of the operation unless one is already waiting or running. */
   abstract enqueue(operationId: string): Promise<void>;
+  /**
+   * Starts up to `count` helper runs of a planned operation (fewer past MAX_RUNS_PER_OPERATION);
+   * each takes the operation's free chunks and ends when there are none.
+   */
+  abstract startHelpers(operationId: string, count: number): Promise<void>;
   /** Consumer side: makes sure the periodic reset tick is scheduled (once, however many instances). */
   abstract scheduleResetTick(everyMs: number): Promise<void>;
 }
@@ -93,6 +100,22 @@ export class BullQueueDriver extends QueueDriver implements BeforeApplicationShu
     );
   }
 
+  /**
+   * One job per helper, so that every worker's free slots can take some: BullMQ hands jobs to
+   * whichever worker asks. A helper whose job still waits or runs is not added twice (same id).
+   */
+  async startHelpers(operationId: string, count: number): Promise<void> {
+    const n = Math.min(count, MAX_RUNS_PER_OPERATION - 1);
+    if (n < 1) return;
+    await this.queue.addBulk(
+      Array.from({ length: n }, (_, i) => ({
+        name: JobName.RunOperationChunks,
+        data: { operationId },
+        opts: { jobId: helperJobId(operationId, i + 1), removeOnComplete: true, removeOnFail: true },
+      })),
+    );
+  }
+
   async scheduleResetTick(everyMs: number): Promise<void> {
     await this.queue.upsertJobScheduler(
       RESET_TICK_SCHEDULER_ID,
@@ -104,15 +127,19 @@ export class BullQueueDriver extends QueueDriver implements BeforeApplicationShu
 
 /**
  * The embedded mode's queue: one operation at a time in this process, with the same retries and
- * backoff as the BullMQ jobs. Only processes whose role consumes jobs run anything.
+ * backoff as the BullMQ jobs, worked by JOBS_CONCURRENCY runs at once (the operation's own run and
+ * helpers it starts once planned; SQLite takes their transactions one after another). Only
+ * processes whose role consumes jobs run anything.
  */
 @Injectable()
 export class InProcessQueueDriver extends QueueDriver implements BeforeApplicationShutdown {
   private readonly pending: string[] = [];
   private readonly known = new Set<string>();
+  private readonly helpers = new Set<Promise<void>>();
   private draining: Promise<void> | null = null;
   private stopped = false;
   private readonly consumes: boolean;
+  private readonly concurrency: number;
 
   constructor(
     private readonly runner: OperationRunner,
@@ -121,6 +148,7 @@ export class InProcessQueueDriver extends QueueDriver implements BeforeApplicati
   ) {
     super();
     this.consumes = config.role !== 'api';
+    this.concurrency = config.jobs.concurrency;
   }
 
   enqueue(operationId: string): Promise<void> {
@@ -128,6 +156,19 @@ export class InProcessQueueDriver extends QueueDriver implements BeforeApplicati
     this.known.add(operationId);
     this.pending.push(operationId);
     this.kick();
+    return Promise.resolve();
+  }
+
+  /** Helpers beside the operation's own run, up to JOBS_CONCURRENCY runs in all; the run waits for them. */
+  startHelpers(operationId: string, count: number): Promise<void> {
+    const n = Math.min(count, this.concurrency - 1 - this.helpers.size, MAX_RUNS_PER_OPERATION - 1);
+    for (let i = 0; i < n && !this.stopped; i++) {
+      const helper = this.runner
+        .run(operationId, { finalAttempt: false, lead: false })
+        .catch((err: unknown) => this.logger.warn({ err, operationId }, 'operation helper failed'))
+        .finally(() => this.helpers.delete(helper));
+      this.helpers.add(helper);
+    }
     return Promise.resolve();
   }
 
@@ -139,6 +180,7 @@ export class InProcessQueueDriver extends QueueDriver implements BeforeApplicati
   async beforeApplicationShutdown(): Promise<void> {
     this.stopped = true;
     await this.draining;
+    await Promise.allSettled([...this.helpers]);
   }
 
   private kick(): void {
@@ -155,13 +197,19 @@ export class InProcessQueueDriver extends QueueDriver implements BeforeApplicati
       try {
         for (let attempt = 1; attempt <= JOB_ATTEMPTS && !this.runner.isStopping; attempt++) {
           try {
-            await this.runner.run(operationId, { finalAttempt: attempt === JOB_ATTEMPTS });
+            await this.runner.run(operationId, {
+              finalAttempt: attempt === JOB_ATTEMPTS,
+              lead: true,
+              onPlanned: (pendingChunks) => this.startHelpers(operationId, pendingChunks - 1),
+            });
             break;
           } catch (err) {
             this.logger.warn({ err, operationId, attempt }, 'operation attempt failed');
             if (attempt < JOB_ATTEMPTS) await new Promise((r) => setTimeout(r, JOB_BACKOFF_MS * 2 ** (attempt - 1)));
           }
         }
+        // The next operation starts with every slot free.
+        await Promise.allSettled([...this.helpers]);
       } finally {
         this.known.delete(operationId);
       }

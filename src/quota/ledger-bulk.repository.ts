@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { sqlTimestamp, type SqlSession } from '../database/sql-session';
-import type { BulkChunk } from './ledger-bulk.service';
+import type { BulkChunk, BulkTarget } from './ledger-bulk.service';
 import { MAX_BALANCE } from './ledger.repository';
 
 /** Members per statement (ids in one IN list): well inside every driver's parameter limit. */
@@ -35,19 +35,20 @@ export class LedgerBulkRepository {
    */
   async lockChunkMembers(s: SqlSession, chunk: BulkChunk): Promise<LockedMember[]> {
     const lock = s.sql.forUpdate;
+    const upTo = chunk.upToId ?? null;
     let rows: { id: unknown; quota_balance: unknown; quota_held: unknown }[];
     if (chunk.selection.kind === 'membership_type') {
       // MariaDB otherwise reads the type's index from its first entry up to the cursor (a `ref`
       // lookup on membership_type alone), which makes every chunk slower than the one before.
       const index = s.sql.forceIndex('idx_members_membership_type');
       rows = await s.rows(
-        `SELECT id, quota_balance, quota_held FROM members${index} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT ?${lock}`,
-        [chunk.selection.membershipType, chunk.afterId, chunk.limit],
+        `SELECT id, quota_balance, quota_held FROM members${index} WHERE membership_type = ? AND id > ?${upTo === null ? '' : ' AND id <= ?'} ORDER BY id LIMIT ?${lock}`,
+        [chunk.selection.membershipType, chunk.afterId, ...(upTo === null ? [] : [upTo]), chunk.limit],
       );
     } else {
       const listed = await s.rows<{ member_id: unknown }>(
-        'SELECT member_id FROM quota_operation_members WHERE operation_id = ? AND member_id > ? ORDER BY member_id LIMIT ?',
-        [chunk.operationId, chunk.afterId, chunk.limit],
+        `SELECT member_id FROM quota_operation_members WHERE operation_id = ? AND member_id > ?${upTo === null ? '' : ' AND member_id <= ?'} ORDER BY member_id LIMIT ?`,
+        [chunk.operationId, chunk.afterId, ...(upTo === null ? [] : [upTo]), chunk.limit],
       );
       if (listed.length === 0) return [];
       const ids = listed.map((r) => String(r.member_id));
@@ -63,6 +64,41 @@ export class LedgerBulkRepository {
       }
     }
     return rows.map((r) => ({ id: String(r.id), balance: Number(r.quota_balance), held: Number(r.quota_held) }));
+  }
+
+  /** Whether the selection has a member in (afterId, upToId] (a plain read; upToId null: no upper bound). */
+  async hasMembersIn(s: SqlSession, chunk: BulkTarget, afterId: string, upToId: string | null): Promise<boolean> {
+    const bound = upToId === null ? [] : [upToId];
+    const rows =
+      chunk.selection.kind === 'membership_type'
+        ? await s.rows(
+            `SELECT id FROM members${s.sql.forceIndex('idx_members_membership_type')} WHERE membership_type = ? AND id > ?${upToId === null ? '' : ' AND id <= ?'} ORDER BY id LIMIT 1`,
+            [chunk.selection.membershipType, afterId, ...bound],
+          )
+        : await s.rows(
+            `SELECT member_id FROM quota_operation_members WHERE operation_id = ? AND member_id > ?${upToId === null ? '' : ' AND member_id <= ?'} ORDER BY member_id LIMIT 1`,
+            [chunk.operationId, afterId, ...bound],
+          );
+    return rows.length > 0;
+  }
+
+  /**
+   * The id that ends a range of `span` members after `afterId` (the span-th member of the
+   * selection after it, in id order); null when fewer are left. The index walks `span` entries and
+   * hands back one id, so planning never holds an operation's member ids.
+   */
+  async rangeEnd(s: SqlSession, chunk: BulkTarget, afterId: string, span: number): Promise<string | null> {
+    const rows =
+      chunk.selection.kind === 'membership_type'
+        ? await s.rows<{ id: unknown }>(
+            `SELECT id FROM members${s.sql.forceIndex('idx_members_membership_type')} WHERE membership_type = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?`,
+            [chunk.selection.membershipType, afterId, span - 1],
+          )
+        : await s.rows<{ id: unknown }>(
+            'SELECT member_id AS id FROM quota_operation_members WHERE operation_id = ? AND member_id > ? ORDER BY member_id LIMIT 1 OFFSET ?',
+            [chunk.operationId, afterId, span - 1],
+          );
+    return rows.length === 0 ? null : String(rows[0].id);
   }
 
   /**

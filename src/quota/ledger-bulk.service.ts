@@ -16,8 +16,10 @@ export type BulkSelection =
 export interface BulkChunk {
   readonly operationId: string;
   readonly selection: BulkSelection;
-  /** Members with ids above this one (the operation's cursor) are next. */
+  /** Members with ids above this one (where the chunk's range starts) are next. */
   readonly afterId: string;
+  /** The chunk's range ends with this member id (inclusive); null or absent: no upper bound. */
+  readonly upToId?: string | null;
   readonly limit: number;
   readonly mode: BulkMode;
   readonly value: number;
@@ -33,6 +35,9 @@ export interface BulkChunk {
    */
   readonly keepsHeld?: boolean;
 }
+
+/** An operation's members: its selection (a stored list is read under the operation's id). */
+export type BulkTarget = Pick<BulkChunk, 'operationId' | 'selection'>;
 
 export interface BulkChunkResult {
   /** Members in the chunk (0: the selection is exhausted). */
@@ -93,6 +98,16 @@ export class LedgerBulkService {
     const changed = changes.filter((c) => c.delta !== 0).length;
     if (changes.length > 0) this.metrics.ledgerChanges.inc({ reason: chunk.reason }, changes.length);
     return { processed: locked.length, written: changes.length, changed, lastMemberId: last };
+  }
+
+  /** Whether the operation's selection has members in (afterId, upToId] (upToId null: no upper bound). */
+  hasMembersIn(s: SqlSession, target: BulkTarget, afterId: string, upToId: string | null): Promise<boolean> {
+    return this.bulk.hasMembersIn(s, target, afterId, upToId);
+  }
+
+  /** The id that ends a range of `span` members of the selection after `afterId`; null when fewer are left. */
+  rangeEnd(s: SqlSession, target: BulkTarget, afterId: string, span: number): Promise<string | null> {
+    return this.bulk.rangeEnd(s, target, afterId, span);
   }
 }
 

@@ -7,7 +7,7 @@ import { seedMembers } from './helpers';
 
 /**
  * The operations repository against the real database (SQLite, and MariaDB with
- * DB_CONNECTION=mysql): recording, the cursor a chunk advances, cancellation, finishing, the
+ * DB_CONNECTION=mysql): recording, the counts chunks add, cancellation, finishing, the
  * idempotency key and the sweep's reads. The service runs as APP_ROLE=api, so no worker picks the
  * operations up while the test drives them.
  */
@@ -69,25 +69,25 @@ describe('OperationsRepository', () => {
     const running = counts.find((c) => c.kind === 'bulk_adjust' && c.status === 'running');
     expect(Number(running?.n)).toBeGreaterThanOrEqual(1);
 
-    // The first chunk claims the cursor from 0; a runner that read the cursor before it is refused.
-    const first = { processed: 2, changed: 2, lastMemberId: ids[1] };
-    expect(await db.transaction((s) => repo.advanceCursor(s, id, '0', first, new Date()))).toBe(true);
-    expect(await db.transaction((s) => repo.advanceCursor(s, id, '0', first, new Date()))).toBe(false);
-    const second = { processed: 2, changed: 1, lastMemberId: ids[3] };
-    expect(await db.transaction((s) => repo.advanceCursor(s, id, ids[1], second, new Date()))).toBe(true);
-    expect(await db.read((s) => repo.findById(s, id))).toMatchObject({
-      status: 'running',
-      processed: 4,
-      changed: 3,
-      lastMemberId: ids[3],
-    });
+    // Chunks add their counts to the running operation, whichever runner applied them.
+    expect(await db.transaction((s) => repo.addChunkProgress(s, id, { processed: 2, changed: 2 }, new Date()))).toBe(
+      true,
+    );
+    expect(await db.transaction((s) => repo.addChunkProgress(s, id, { processed: 2, changed: 1 }, new Date()))).toBe(
+      true,
+    );
+    expect(await db.read((s) => repo.findById(s, id))).toMatchObject({ status: 'running', processed: 4, changed: 3 });
 
     expect(await db.transaction((s) => repo.finish(s, id, 'completed', null, new Date()))).toBe(true);
     // A finished operation is not finished again, nor marked running.
     expect(await db.transaction((s) => repo.finish(s, id, 'failed', 'late', new Date()))).toBe(false);
     expect(await db.transaction((s) => repo.markRunning(s, id, new Date()))).toBe(false);
     const done = await db.read((s) => repo.findById(s, id));
-    expect(done).toMatchObject({ status: 'completed', error: null, failed: 0 });
+    expect(done).toMatchObject({ status: 'completed', error: null, failed: 0, processed: 4 });
+    // A chunk that commits after the operation ended is refused (its transaction rolls back).
+    expect(await db.transaction((s) => repo.addChunkProgress(s, id, { processed: 1, changed: 1 }, new Date()))).toBe(
+      false,
+    );
     expect(done!.finishedAt).toBeInstanceOf(Date);
     expect(await db.read((s) => repo.activeIdsAfter(s, String(Number(id) - 1), 10))).not.toContain(id);
   });

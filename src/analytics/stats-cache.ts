@@ -21,17 +21,17 @@ const CACHE_TIMEOUT_MS = 250;
 export function statsCacheOptions(config: AppConfig, logger: Logger): CacheModuleOptions {
   const ttl = config.quota.statsTtlSeconds * 1000;
   if (!config.redis) return { ttl };
-  const store = new RedisKeyvStore(
-    createRedisClient(config.redis, logger, 'stats-cache'),
-    `${config.redis.prefix}:stats::`,
-  );
+  // One budget for the connection's errors and the failed writes Keyv reports: one line per 10 s.
+  const onError = redisErrorListener(logger, 'stats-cache', 'stats cache (redis) error');
+  const client = createRedisClient(config.redis, logger, 'stats-cache', onError);
+  const store = new RedisKeyvStore(client, `${config.redis.prefix}:stats::`);
   // The store names its keys itself; Keyv's own `namespace:` prefix is off.
   const keyv = new Keyv(store, { namespace: undefined, useKeyPrefix: false, throwOnErrors: true });
   // Entries are plain JSON (no Buffers, no strings needing keyv's escaping); keyv's default
   // deserializer runs a reviver over every value, which cost more than the Redis read itself.
   keyv.serialize = (data) => JSON.stringify(data);
   keyv.deserialize = <T>(data: string) => JSON.parse(data) as T;
-  keyv.on('error', redisErrorListener(logger, 'stats-cache', 'stats cache (redis) error'));
+  keyv.on('error', onError);
   // keyv's CommonJS and ESM typings differ only by resolution mode; the instance is the same class.
   return { ttl, stores: [keyv] as unknown as CacheModuleOptions['stores'] };
 }

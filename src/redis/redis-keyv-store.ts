@@ -8,7 +8,8 @@ import type { RedisClient } from './redis.module';
  * else. Keys are `<keyPrefix><key>`; values are Keyv's serialized text; a TTL becomes PX.
  */
 export class RedisKeyvStore extends EventEmitter implements KeyvStoreAdapter {
-  readonly opts = { dialect: 'redis' };
+  /** Keyv reads adapter options from here; this store has none. */
+  readonly opts = {};
   /** Set by Keyv; not used for keys (the prefix is fixed at construction). */
   namespace: string | undefined;
 

@@ -110,8 +110,16 @@ export function clusterClient(
   );
 }
 
-/** A fail-fast client for the given topology, with the shared error listener attached. */
-export function createRedisClient(config: RedisConfig, logger: Logger, name: string): RedisClient {
+/**
+ * A fail-fast client for the given topology, with an error listener attached (the default one, or
+ * the caller's when something else reports errors of the same client and must share its budget).
+ */
+export function createRedisClient(
+  config: RedisConfig,
+  logger: Logger,
+  name: string,
+  onError: (err: unknown) => void = redisErrorListener(logger, name),
+): RedisClient {
   // Fail fast while Redis (or a failing-over part of it) is away instead of queueing: callers
   // decide how to degrade.
   const failFast = { maxRetriesPerRequest: 1, enableOfflineQueue: false };
@@ -122,7 +130,7 @@ export function createRedisClient(config: RedisConfig, logger: Logger, name: str
           cluster: { enableOfflineQueue: false },
         })
       : new Redis({ ...standaloneOptions(config, name), ...failFast, retryStrategy: reconnectDelay });
-  client.on('error', redisErrorListener(logger, name));
+  client.on('error', onError);
   return client;
 }
 

@@ -7,14 +7,12 @@ import { createRootLogger, flushLogs } from './common/logging';
 import { AppConfig, ConfigError } from './config/app-config';
 import { loadConfigFromProcess } from './config/config.module';
 import { describeDatabase } from './database/describe';
-import { describeTls } from './config/tls';
 import { LifecycleState } from './health/lifecycle-state';
+import { describeRedis } from './redis/redis.module';
 
 function describeMode(config: AppConfig): string {
   const db = describeDatabase(config.database);
-  const queue = config.redis
-    ? `Redis ${config.redis.host}:${config.redis.port} (${describeTls(config.redis.tls)})`
-    : 'in-process jobs (no Redis)';
+  const queue = config.redis ? describeRedis(config.redis) : 'in-process jobs (no Redis)';
   return `database: ${db}; background work: ${queue}; role: ${config.role}; env: ${config.env}`;
 }
 

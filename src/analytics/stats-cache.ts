@@ -1,49 +1,37 @@
 import { CACHE_MANAGER, type CacheModuleOptions } from '@nestjs/cache-manager';
 import { Inject, Injectable } from '@nestjs/common';
-import { createKeyv } from '@keyv/redis';
 import type { Cache } from 'cache-manager';
+import { Keyv } from 'keyv';
 import type { Logger } from 'pino';
 import { FreshReads } from '../common/fresh-reads';
 import { ROOT_LOGGER } from '../common/logger.token';
 import type { AppConfig } from '../config/app-config';
-import { tlsConnectOptions } from '../config/tls';
-import { redisErrorListener } from '../redis/redis.module';
+import { createRedisClient, redisErrorListener } from '../redis/redis.module';
+import { RedisKeyvStore } from '../redis/redis-keyv-store';
 
 /** A cache call that takes longer than this is treated as a miss: stats never wait on a sick Redis. */
 const CACHE_TIMEOUT_MS = 250;
 
 /**
- * Options for @nestjs/cache-manager: Redis (shared by every instance, under REDIS_PREFIX) when it
- * is configured, process memory otherwise. The Redis client fails fast instead of queueing while
- * Redis is away and reconnects on the next use, so an outage costs one refused connection per call.
+ * Options for @nestjs/cache-manager: Redis (shared by every instance, keys `<REDIS_PREFIX>:stats::…`)
+ * when it is configured, process memory otherwise. The Redis client is the service's fail-fast
+ * one for the configured topology (single, Cluster or Sentinel): it refuses commands instead of
+ * queueing them while Redis is away and reconnects in the background, so an outage costs a miss.
  */
 export function statsCacheOptions(config: AppConfig, logger: Logger): CacheModuleOptions {
   const ttl = config.quota.statsTtlSeconds * 1000;
   if (!config.redis) return { ttl };
-  const redis = config.redis;
-  const keyv = createKeyv(
-    {
-      socket: {
-        host: redis.host,
-        port: redis.port,
-        connectTimeout: 1000,
-        reconnectStrategy: false,
-        ...(redis.tls ? { tls: true as const, ...tlsConnectOptions(redis.tls) } : {}),
-      },
-      password: redis.password,
-      database: redis.db,
-      disableOfflineQueue: true,
-    },
-    { namespace: `${redis.prefix}:stats`, connectionTimeout: 1000, throwOnConnectError: true, throwOnErrors: true },
-  );
+  // One budget for the connection's errors and the failed writes Keyv reports: one line per 10 s.
+  const onError = redisErrorListener(logger, 'stats-cache', 'stats cache (redis) error');
+  const client = createRedisClient(config.redis, logger, 'stats-cache', onError);
+  const store = new RedisKeyvStore(client, `${config.redis.prefix}:stats::`);
+  // The store names its keys itself; Keyv's own `namespace:` prefix is off.
+  const keyv = new Keyv(store, { namespace: undefined, useKeyPrefix: false, throwOnErrors: true });
   // Entries are plain JSON (no Buffers, no strings needing keyv's escaping); keyv's default
   // deserializer runs a reviver over every value, which cost more than the Redis read itself.
   keyv.serialize = (data) => JSON.stringify(data);
   keyv.deserialize = <T>(data: string) => JSON.parse(data) as T;
-  // Shutdown drops the connection instead of waiting for commands stuck on an unreachable Redis.
-  const adapter = keyv.store as { disconnect(force?: boolean): Promise<void> };
-  keyv.disconnect = () => adapter.disconnect(true);
-  keyv.on('error', redisErrorListener(logger, 'stats-cache', 'stats cache (redis) error'));
+  keyv.on('error', onError);
   // keyv's CommonJS and ESM typings differ only by resolution mode; the instance is the same class.
   return { ttl, stores: [keyv] as unknown as CacheModuleOptions['stores'] };
 }

@@ -126,7 +126,12 @@ describe('loadConfig', () => {
       poolSize: 10,
       batchPoolSize: 10,
     });
-    expect(config.redis).toEqual({ host: 'cache.internal', port: 6380, password: 'pw', db: 2, prefix: 'quota-eu' });
+    expect(config.redis).toEqual({
+      topology: { kind: 'single', host: 'cache.internal', port: 6380 },
+      password: 'pw',
+      db: 2,
+      prefix: 'quota-eu',
+    });
     const sized = loadConfig({ DB_CONNECTION: 'mysql', DB_POOL_SIZE: '20', DB_BATCH_POOL_SIZE: '4' });
     expect(sized.database).toMatchObject({ poolSize: 20, batchPoolSize: 4 });
     expect(loadConfig({ DB_CONNECTION: 'mysql', DB_POOL_SIZE: '20' }).database).toMatchObject({ batchPoolSize: 20 });
@@ -192,6 +197,112 @@ describe('loadConfig', () => {
     [{ LOGIN_LOCK_DURATION: '2d' }, 'LOGIN_LOCK_DURATION', /duration/],
   ])('refuses %j, naming %s', (env, variable, fragment) => {
     expectConfigError(env, variable, fragment);
+  });
+
+  describe('Redis topologies (REDIS_HOST, REDIS_CLUSTER_NODES, REDIS_SENTINELS)', () => {
+    it('reads a Cluster from its seed nodes', () => {
+      const config = loadConfig({
+        REDIS_CLUSTER_NODES: 'redis-0.internal:7000, 10.0.0.7:7001,[::1]:7002',
+        REDIS_PASSWORD: 'pw',
+        REDIS_PREFIX: 'quota-eu',
+      });
+      expect(config.redis).toEqual({
+        topology: {
+          kind: 'cluster',
+          nodes: [
+            { host: 'redis-0.internal', port: 7000 },
+            { host: '10.0.0.7', port: 7001 },
+            { host: '::1', port: 7002 },
+          ],
+        },
+        password: 'pw',
+        db: 0,
+        prefix: 'quota-eu',
+      });
+    });
+
+    it('reads a Sentinel set with its master name and optional password', () => {
+      const config = loadConfig({
+        REDIS_SENTINELS: 's1:26379,s2:26379,s3:26380',
+        REDIS_SENTINEL_NAME: 'mymaster',
+        REDIS_SENTINEL_PASSWORD: 'sentinel-pw',
+        REDIS_DB: '3',
+      });
+      expect(config.redis).toEqual({
+        topology: {
+          kind: 'sentinel',
+          sentinels: [
+            { host: 's1', port: 26379 },
+            { host: 's2', port: 26379 },
+            { host: 's3', port: 26380 },
+          ],
+          name: 'mymaster',
+          sentinelPassword: 'sentinel-pw',
+        },
+        password: undefined,
+        db: 3,
+        prefix: 'quota',
+      });
+      expect(loadConfig({ REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'm' }).redis?.topology).toMatchObject({
+        sentinelPassword: undefined,
+      });
+    });
+
+    it('refuses more than one topology, naming the variables set', () => {
+      expectConfigError(
+        { REDIS_HOST: 'cache', REDIS_CLUSTER_NODES: 'a:7000' },
+        'REDIS_HOST, REDIS_CLUSTER_NODES',
+        /set only one of REDIS_HOST, REDIS_CLUSTER_NODES and REDIS_SENTINELS/,
+      );
+      expectConfigError(
+        { REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'm' },
+        'REDIS_CLUSTER_NODES, REDIS_SENTINELS',
+      );
+      expectConfigError(
+        { REDIS_HOST: 'cache', REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINELS: 's:26379' },
+        'REDIS_HOST, REDIS_CLUSTER_NODES, REDIS_SENTINELS',
+      );
+    });
+
+    it.each([
+      ['REDIS_CLUSTER_NODES', 'a:7000,b'],
+      ['REDIS_CLUSTER_NODES', 'a:70000'],
+      ['REDIS_CLUSTER_NODES', 'a:0'],
+      ['REDIS_CLUSTER_NODES', 'a:7000,,b:7001'],
+      ['REDIS_CLUSTER_NODES', 'redis://a:7000'],
+      ['REDIS_SENTINELS', 's1 26379'],
+    ])('refuses %s=%s with one line naming it', (variable, value) => {
+      expectConfigError({ [variable]: value, REDIS_SENTINEL_NAME: 'm' }, variable, /comma-separated list of host:port/);
+    });
+
+    it('needs REDIS_SENTINEL_NAME with sentinels, and sentinel settings need sentinels', () => {
+      expectConfigError({ REDIS_SENTINELS: 's1:26379' }, 'REDIS_SENTINEL_NAME', /required with REDIS_SENTINELS/);
+      expectConfigError(
+        { REDIS_HOST: 'cache', REDIS_SENTINEL_NAME: 'm' },
+        'REDIS_SENTINEL_NAME',
+        /without REDIS_SENTINELS/,
+      );
+      expectConfigError({ REDIS_SENTINEL_PASSWORD: 'pw' }, 'REDIS_SENTINEL_PASSWORD', /without REDIS_SENTINELS/);
+    });
+
+    it('refuses REDIS_DB other than 0 on a Cluster and REDIS_PORT beside a node list', () => {
+      expectConfigError({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_DB: '1' }, 'REDIS_DB', /only database 0/);
+      expect(loadConfig({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_DB: '0' }).redis?.db).toBe(0);
+      expectConfigError({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_PORT: '7000' }, 'REDIS_PORT', /host:port there/);
+      expectConfigError(
+        { REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'm', REDIS_PORT: '6379' },
+        'REDIS_PORT',
+        /REDIS_SENTINELS/,
+      );
+    });
+
+    it('applies REDIS_TLS to every topology, and refuses it without one', () => {
+      const cluster = loadConfig({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_TLS: 'true' });
+      expect(cluster.redis?.tls).toMatchObject({ rejectUnauthorized: true });
+      const sentinel = loadConfig({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'm', REDIS_TLS: 'true' });
+      expect(sentinel.redis?.tls).toMatchObject({ rejectUnauthorized: true });
+      expectConfigError({ REDIS_TLS: 'true' }, 'REDIS_TLS', /REDIS_HOST, REDIS_CLUSTER_NODES or REDIS_SENTINELS/);
+    });
   });
 
   describe('encrypted connections (DB_SSL*, REDIS_TLS*)', () => {

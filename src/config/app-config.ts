@@ -47,9 +47,30 @@ export interface MysqlDatabaseConfig {
 
 export type DatabaseConfig = EmbeddedDatabaseConfig | MysqlDatabaseConfig;
 
-export interface RedisConfig {
+export interface RedisNode {
   readonly host: string;
   readonly port: number;
+}
+
+/**
+ * Where Redis is: one server (REDIS_HOST), a Redis Cluster reached through seed nodes
+ * (REDIS_CLUSTER_NODES), or a master found through Sentinel (REDIS_SENTINELS + REDIS_SENTINEL_NAME).
+ */
+export type RedisTopology =
+  | ({ readonly kind: 'single' } & RedisNode)
+  | { readonly kind: 'cluster'; readonly nodes: readonly RedisNode[] }
+  | {
+      readonly kind: 'sentinel';
+      readonly sentinels: readonly RedisNode[];
+      /** The master's name in the sentinels' `sentinel monitor` line. */
+      readonly name: string;
+      /** For the sentinels themselves (their `requirepass`); REDIS_PASSWORD is the data nodes'. */
+      readonly sentinelPassword: string | undefined;
+    };
+
+export interface RedisConfig {
+  readonly topology: RedisTopology;
+  /** The data nodes' password (AUTH), whatever the topology. */
   readonly password: string | undefined;
   readonly db: number;
   /** Namespace for every key this deployment writes, so several deployments can share one Redis. */
@@ -371,25 +392,71 @@ function readDatabase(read: EnvReader, isProduction: boolean): DatabaseConfig {
   };
 }
 
-function readRedis(read: EnvReader, isProduction: boolean): RedisConfig | undefined {
+/** `host:port,host:port`: one clear line naming the variable for anything else. */
+function readNodeList(read: EnvReader, name: string): RedisNode[] | undefined {
+  const value = read.raw(name);
+  if (value === undefined) return undefined;
+  const nodes = value.split(',').map((entry) => {
+    const match = /^([^\s:,]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(entry.trim());
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) {
+      throw new ConfigError(name, `must be a comma-separated list of host:port (port 1-65535), got "${entry.trim()}"`);
+    }
+    return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+  });
+  return nodes;
+}
+
+function readRedisTopology(read: EnvReader): RedisTopology | undefined {
   const host = read.raw('REDIS_HOST');
+  const clusterNodes = readNodeList(read, 'REDIS_CLUSTER_NODES');
+  const sentinels = readNodeList(read, 'REDIS_SENTINELS');
+  const chosen = [
+    host === undefined ? undefined : 'REDIS_HOST',
+    clusterNodes === undefined ? undefined : 'REDIS_CLUSTER_NODES',
+    sentinels === undefined ? undefined : 'REDIS_SENTINELS',
+  ].filter((name) => name !== undefined);
+  if (chosen.length > 1) {
+    throw new ConfigError(chosen.join(', '), 'set only one of REDIS_HOST, REDIS_CLUSTER_NODES and REDIS_SENTINELS');
+  }
+  const sentinelOnly = ['REDIS_SENTINEL_NAME', 'REDIS_SENTINEL_PASSWORD'].find((name) => read.raw(name) !== undefined);
+  if (sentinels === undefined && sentinelOnly !== undefined) {
+    throw new ConfigError(sentinelOnly, 'has no effect without REDIS_SENTINELS');
+  }
+  if (host !== undefined) return { kind: 'single', host, port: read.integer('REDIS_PORT', 6379, 1, 65535) };
+  if (read.raw('REDIS_PORT') !== undefined && (clusterNodes ?? sentinels) !== undefined) {
+    throw new ConfigError('REDIS_PORT', `has no effect with ${chosen[0]}; give each node as host:port there`);
+  }
+  if (clusterNodes !== undefined) return { kind: 'cluster', nodes: clusterNodes };
+  if (sentinels !== undefined) {
+    const name = read.raw('REDIS_SENTINEL_NAME');
+    if (name === undefined) throw new ConfigError('REDIS_SENTINEL_NAME', 'is required with REDIS_SENTINELS');
+    return { kind: 'sentinel', sentinels, name, sentinelPassword: read.raw('REDIS_SENTINEL_PASSWORD') };
+  }
+  return undefined;
+}
+
+function readRedis(read: EnvReader, isProduction: boolean): RedisConfig | undefined {
+  const topology = readRedisTopology(read);
   const tls = readTls(read, REDIS_TLS, isProduction);
-  if (host === undefined) {
-    if (tls) throw new ConfigError(tlsSwitch(read, REDIS_TLS), 'has no effect without REDIS_HOST');
+  if (topology === undefined) {
+    if (tls) {
+      throw new ConfigError(
+        tlsSwitch(read, REDIS_TLS),
+        'has no effect without REDIS_HOST, REDIS_CLUSTER_NODES or REDIS_SENTINELS',
+      );
+    }
     return undefined;
   }
   const prefix = read.string('REDIS_PREFIX', 'quota');
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
     throw new ConfigError('REDIS_PREFIX', 'must be 1-64 characters of letters, digits, "_", ".", ":" or "-"');
   }
-  return {
-    host,
-    port: read.integer('REDIS_PORT', 6379, 1, 65535),
-    password: read.raw('REDIS_PASSWORD'),
-    db: read.integer('REDIS_DB', 0, 0, 15),
-    prefix,
-    tls,
-  };
+  const db = read.integer('REDIS_DB', 0, 0, 15);
+  if (topology.kind === 'cluster' && db !== 0) {
+    throw new ConfigError('REDIS_DB', 'must be 0 with REDIS_CLUSTER_NODES (Redis Cluster has only database 0)');
+  }
+  return { topology, password: read.raw('REDIS_PASSWORD'), db, prefix, tls };
 }
 
 function readJwt(read: EnvReader, isProduction: boolean, randomSecret: () => string) {

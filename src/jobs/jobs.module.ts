@@ -2,7 +2,6 @@ import { BullModule } from '@nestjs/bullmq';
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
 import type { AppConfig } from '../config/app-config';
-import { tlsConnectOptions } from '../config/tls';
 import { EventsModule } from '../events/events.module';
 import { QuotaModule } from '../quota/quota.module';
 import { JobsClock } from './clock';
@@ -15,6 +14,7 @@ import { configuredProcessor } from './operations.processor';
 import { OperationsRepository } from './operations.repository';
 import { OperationsService } from './operations.service';
 import { OperationsSweeper } from './operations-sweeper.service';
+import { bullConnection } from './bull-connection';
 import { BullQueueDriver, InProcessQueueDriver, QueueDriver } from './queue-driver';
 import { ResetScheduler } from './reset-scheduler.service';
 
@@ -50,16 +50,7 @@ export class JobsModule {
         EventsModule,
         ...(redis
           ? [
-              BullModule.forRoot({
-                connection: {
-                  host: redis.host,
-                  port: redis.port,
-                  password: redis.password,
-                  db: redis.db,
-                  tls: redis.tls ? tlsConnectOptions(redis.tls) : undefined,
-                },
-                prefix: `{${redis.prefix}}`,
-              }),
+              BullModule.forRoot({ connection: bullConnection(redis), prefix: `{${redis.prefix}}` }),
               BullModule.registerQueue({ name: OPERATIONS_QUEUE }),
             ]
           : []),

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { redisErrorListener } from './redis.module';
+import type { RedisConfig } from '../config/app-config';
+import { describeRedis, redisErrorListener, standaloneOptions } from './redis.module';
 
 describe('redisErrorListener', () => {
   afterEach(() => jest.useRealTimers());
@@ -41,5 +42,67 @@ describe('redisErrorListener', () => {
     redisErrorListener(logger, 'queue')(new Error('b'));
     expect(warn).toHaveBeenCalledTimes(2);
     expect(warn.mock.calls.map(([fields]) => (fields as { client: string }).client)).toEqual(['worker', 'queue']);
+  });
+});
+
+describe('Redis topology options', () => {
+  const base = { password: 'pw', db: 0, prefix: 'quota', tls: undefined };
+  const single: RedisConfig = { ...base, topology: { kind: 'single', host: 'cache', port: 6380 } };
+  const cluster: RedisConfig = {
+    ...base,
+    topology: {
+      kind: 'cluster',
+      nodes: [
+        { host: 'a', port: 7000 },
+        { host: 'b', port: 7001 },
+        { host: 'c', port: 7002 },
+      ],
+    },
+  };
+  const sentinel: RedisConfig = {
+    ...base,
+    db: 2,
+    topology: {
+      kind: 'sentinel',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+        { host: 's3', port: 26379 },
+      ],
+      name: 'mymaster',
+      sentinelPassword: 'spw',
+    },
+  };
+
+  it('names the target in the start-up line', () => {
+    expect(describeRedis(single)).toBe('Redis cache:6380 (plain)');
+    expect(describeRedis(cluster)).toBe('Redis Cluster (3 seed nodes) (plain)');
+    expect(describeRedis(sentinel)).toBe('Redis Sentinel mymaster via 3 sentinels (plain)');
+    const tls = { ca: undefined, caFile: undefined, rejectUnauthorized: true };
+    expect(describeRedis({ ...sentinel, tls })).toBe('Redis Sentinel mymaster via 3 sentinels (TLS, built-in CAs)');
+  });
+
+  it('reaches a Sentinel master through the sentinels, with the data nodes’ password and database', () => {
+    expect(standaloneOptions(single, 'main')).toMatchObject({ host: 'cache', port: 6380, password: 'pw', db: 0 });
+    const options = standaloneOptions(sentinel, 'main');
+    expect(options).toMatchObject({
+      name: 'mymaster',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+        { host: 's3', port: 26379 },
+      ],
+      sentinelPassword: 'spw',
+      password: 'pw',
+      db: 2,
+      enableTLSForSentinelMode: false,
+      failoverDetector: true,
+      connectionName: 'quota-service:main',
+    });
+    expect(options.host).toBeUndefined();
+    const reconnect = options.reconnectOnError as (err: Error) => boolean | 1 | 2;
+    expect(reconnect(new Error("READONLY You can't write against a read only replica."))).toBe(2);
+    expect(reconnect(new Error('ERR unknown command'))).toBe(false);
+    expect(() => standaloneOptions(cluster, 'main')).toThrow(/clusterClient/);
   });
 });

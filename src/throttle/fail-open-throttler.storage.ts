@@ -2,8 +2,9 @@ import { once } from 'node:events';
 import type { OnApplicationBootstrap } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisClient } from '../redis/redis.module';
 import { Counter, type Registry } from 'prom-client';
 
 /** A slow Redis must not slow every request down: past this the limiter gives up and lets it through. */
@@ -17,7 +18,9 @@ type ThrottlerRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
  * The maintained Redis storage (`@nest-lab/throttler-storage-redis`: one Lua script per hit, keys
  * `{<REDIS_PREFIX>:throttle:<throttler>:<caller>:<throttler>}:hits|blocked`), shared by every
  * instance, behind a thin wrapper that fails open: if Redis errors or is slow, the request goes
- * through, the failure is counted, and a warning is logged at most once per interval.
+ * through, the failure is counted, and a warning is logged at most once per interval. The two keys
+ * of one script share the braced hash tag, so on a Redis Cluster they sit in one slot and the
+ * script runs on the node that owns it (ioredis routes EVAL by its keys).
  */
 export class FailOpenRedisThrottlerStorage implements ThrottlerStorage, OnApplicationBootstrap {
   private readonly store: ThrottlerStorageRedisService;
@@ -25,12 +28,14 @@ export class FailOpenRedisThrottlerStorage implements ThrottlerStorage, OnApplic
   private lastLogged = 0;
 
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly keyPrefix: string,
     private readonly logger: Logger,
     registry: Registry,
   ) {
-    this.store = new ThrottlerStorageRedisService(client);
+    // Two calls because the library types its constructor with one overload per client class.
+    this.store =
+      client instanceof Cluster ? new ThrottlerStorageRedisService(client) : new ThrottlerStorageRedisService(client);
     this.failures = new Counter({
       name: 'quota_rate_limit_store_errors_total',
       help: 'Rate-limit checks let through because the Redis store failed (fail open).',

@@ -2,6 +2,7 @@ import { CACHE_MANAGER } from '@nestjs/cache-manager';
 import type { Cache } from 'cache-manager';
 import { Redis } from 'ioredis';
 import request from 'supertest';
+import { RedisKeyvStore } from '../../src/redis/redis-keyv-store';
 import { bearer, loginAs } from '../support/auth';
 import { createMember } from '../support/quota-factories';
 import { freePort } from '../support/service-process';
@@ -64,10 +65,12 @@ describe('stats while Redis is unreachable', () => {
     const admin = (await loginAs(t, 'admin')).token;
     const member = await createMember(t, { maxQuota: 12 });
     const url = `${STATS}?membership_type=${member.membershipType}`;
-    const store = (t.app.get<Cache>(CACHE_MANAGER).stores[0] as unknown as { store: KeyvRedisLike }).store;
+    const store = (t.app.get<Cache>(CACHE_MANAGER).stores[0] as unknown as { store: RedisKeyvStore }).store;
     const working = store.client;
     const deadPort = await freePort();
-    store.client = working.duplicate({ socket: { host: '127.0.0.1', port: deadPort, reconnectStrategy: false } });
+    const dead = new Redis({ host: '127.0.0.1', port: deadPort, enableOfflineQueue: false, retryStrategy: () => null });
+    dead.on('error', () => undefined);
+    store.client = dead;
     try {
       for (let i = 0; i < 3; i++) {
         const started = Date.now();
@@ -82,15 +85,9 @@ describe('stats while Redis is unreachable', () => {
       }
     } finally {
       store.client = working;
+      dead.disconnect();
     }
     expect((await request(t.server).get(url).set(bearer(admin))).headers['x-cache']).toBe('MISS');
     expect((await request(t.server).get(url).set(bearer(admin))).headers['x-cache']).toBe('HIT');
   });
 });
-
-interface RedisClientLike {
-  duplicate(overrides: { socket: { host: string; port: number; reconnectStrategy: false } }): RedisClientLike;
-}
-interface KeyvRedisLike {
-  client: RedisClientLike;
-}

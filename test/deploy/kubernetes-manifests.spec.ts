@@ -110,7 +110,7 @@ describe('Kubernetes manifests', () => {
     const config = loadConfig(podEnv(deployment('quota-service-api')));
     expect(config.isProduction).toBe(true);
     expect(config.database.kind).toBe('mysql');
-    expect(config.redis?.host).toBe(configMap.data!.REDIS_HOST);
+    expect(config.redis?.topology).toMatchObject({ kind: 'single', host: configMap.data!.REDIS_HOST });
   });
 
   it.each(['quota-service-api', 'quota-service-worker'])(

@@ -81,7 +81,8 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     close: async () => {
       watch?.stop();
       await app.close();
-      if (config.redis) await deleteRedisKeys(config.redis.prefix);
+      // Servers a suite starts itself (a Cluster, a Sentinel set) go away with their data.
+      if (config.redis?.topology.kind === 'single') await deleteRedisKeys(config.redis.prefix);
       if (!options.database) await database.drop();
       // Answers given outside a test (in beforeAll/afterAll) are reported here.
       const violations = takeViolations();

@@ -1,47 +1,18 @@
-import {
-  Body,
-  Controller,
-  Delete,
-  Get,
-  HttpCode,
-  Injectable,
-  Param,
-  Patch,
-  Post,
-  Query,
-  type PipeTransform,
-} from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiBody, ApiNoContentResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentPrincipal, Roles } from '../auth/decorators';
 import type { Principal } from '../auth/principal';
-import { NotFoundError } from '../common/app-error';
 import { NoQuery } from '../common/validation';
 import { ApiCursorResponse, ApiDataResponse } from '../openapi/decorators';
 import { ApiProblems } from '../openapi/problems';
+import { idParamPipe } from '../common/id-param.pipe';
 import { PAGE_DEFAULT_LIMIT } from '../quota/dto/quota.dto';
-import { ID_PATTERN } from '../quota/dto/validation';
 import { CreateWebhookDto, DeliveriesQuery, TestWebhookDto, UpdateWebhookDto, WebhooksQuery } from './dto/webhook.dto';
 import { SubscriptionsService, webhookJson, type DeliveryView, type WebhookWithSecret } from './subscriptions.service';
 import { WebhookDeliverySchema, WebhookSchema, WebhookWithSecretSchema } from './webhooks.schemas';
 
-const BIGINT_MAX = 9_223_372_036_854_775_807n;
-
-function idPipe(what: string) {
-  @Injectable()
-  class IdPipe implements PipeTransform<string, string> {
-    transform(value: string): string {
-      // A malformed id names something that cannot exist: 404, like any other unknown id.
-      if (typeof value !== 'string' || !ID_PATTERN.test(value) || BigInt(value) > BIGINT_MAX) {
-        throw new NotFoundError(what);
-      }
-      return value;
-    }
-  }
-  return IdPipe;
-}
-
-export const WebhookIdPipe = idPipe('Webhook');
-export const DeliveryIdPipe = idPipe('Delivery');
+export const WebhookIdPipe = idParamPipe('Webhook');
+export const DeliveryIdPipe = idParamPipe('Delivery');
 
 function withSecretJson(created: WebhookWithSecret) {
   return { data: { ...webhookJson(created.webhook), secret: created.secret } };

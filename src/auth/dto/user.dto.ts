@@ -14,11 +14,12 @@ import {
   MinLength,
   ValidateIf,
 } from 'class-validator';
+import { ID_PATTERN } from '../../common/id-param.pipe';
 import { ROLES, type Role } from '../principal';
 
 export const PASSWORD_MIN_LENGTH = 12;
 export const PASSWORD_MAX_LENGTH = 256;
-export const ID_PATTERN = /^[1-9]\d{0,18}$/;
+export { ID_PATTERN };
 
 /** Ids travel as strings of digits; a client that sends a plain JSON integer is accepted too. */
 const idFromNumber = ({ value }: { value: unknown }) =>

@@ -2,7 +2,7 @@ import { Transform } from 'class-transformer';
 import { ValidateIf } from 'class-validator';
 
 export const INT32_MAX = 2_147_483_647;
-export const ID_PATTERN = /^[1-9]\d{0,18}$/;
+export { ID_PATTERN } from '../../common/id-param.pipe';
 export const MEMBERSHIP_TYPE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 /** The host platform's member key: printable ASCII without spaces. */
 export const EXTERNAL_ID_PATTERN = /^[\x21-\x7e]{1,191}$/;

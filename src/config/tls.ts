@@ -3,8 +3,8 @@ import type { SslOptions } from 'mysql2';
 import type { TlsConfig } from './app-config';
 
 /**
- * Options for Node's tls.connect, as ioredis (`tls`), BullMQ's connection and node-redis
- * (`socket`) take them. Node checks the chain and the host name (or IP) against the certificate;
+ * Options for Node's tls.connect, as ioredis (`tls`) takes them for every Redis client (BullMQ's
+ * included). Node checks the chain and the host name (or IP) against the certificate;
  * without a CA it trusts its built-in list.
  */
 export function tlsConnectOptions(tls: TlsConfig): ConnectionOptions {
